@@ -1,0 +1,3 @@
+from katsched.cli import main
+
+main()

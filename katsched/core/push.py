@@ -1,0 +1,74 @@
+"""The push decision of SPEC §2: validate a task for its scheduler, then insert, update or refuse."""
+
+import uuid
+from enum import StrEnum
+from typing import Any
+
+from pydantic import ValidationError
+
+from katsched.core.hashing import task_hash
+from katsched.core.models import PAYLOAD_TYPES, PushPolicy, SchedulerKind, TaskPayload
+from katsched.errors import InvalidItem, NotAllowed, QueueFull
+
+
+class PushAction(StrEnum):
+    INSERT = "insert"
+    UPDATE = "update"
+
+
+def parse_payload(kind: SchedulerKind, data: dict[str, Any]) -> TaskPayload:
+    try:
+        return PAYLOAD_TYPES[kind].model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "data"
+        raise InvalidItem(f"data is not a valid {PAYLOAD_TYPES[kind].__name__}: {where}: {first['msg']}") from exc
+
+
+def validated_hash(kind: SchedulerKind, data: dict[str, Any], priority: int | None) -> str:
+    payload = parse_payload(kind, data)
+    if not priority:
+        raise InvalidItem("a task must have a non-zero priority")
+    return task_hash(payload)
+
+
+def check_capacity(policy: PushPolicy, queued: int, priority: int) -> None:
+    """Priorities ≤ 1 (manual scans) always fit; others are refused once the queue holds `maxsize` tasks."""
+    if policy.maxsize and priority > 1 and queued >= policy.maxsize:
+        raise QueueFull(f"the queue is full ({queued} of {policy.maxsize} tasks)")
+
+
+def decide_push(
+    policy: PushPolicy,
+    existing: tuple[int | None, dict[str, Any]] | None,
+    priority: int,
+    data: dict[str, Any],
+) -> PushAction:
+    """`existing` is (priority, data) of a QUEUED task with the same hash in the same scheduler, if any."""
+    if existing is None:
+        return PushAction.INSERT
+    old_priority, old_data = existing
+    if (
+        policy.allow_replace
+        or (policy.allow_updates and old_data != data)
+        or (policy.allow_priority_updates and old_priority != priority)
+    ):
+        return PushAction.UPDATE
+    raise NotAllowed("queue is not allowed to push items")
+
+
+def align_ids(
+    kind: SchedulerKind, task_id: uuid.UUID | None, data: dict[str, Any]
+) -> tuple[uuid.UUID, dict[str, Any]]:
+    """Boefje and normalizer tasks carry their id twice (task.id == data.id): fill one from the other."""
+    if kind is SchedulerKind.REPORT:
+        return task_id or uuid.uuid4(), data
+    raw = data.get("id")
+    try:
+        data_id = uuid.UUID(str(raw)) if raw is not None else None
+    except ValueError as exc:
+        raise InvalidItem(f"data.id is not a valid UUID: {raw!r}") from exc
+    if task_id and data_id and task_id != data_id:
+        raise InvalidItem(f"id {task_id} does not match data.id {data_id}")
+    chosen = task_id or data_id or uuid.uuid4()
+    return chosen, {**data, "id": str(chosen)}

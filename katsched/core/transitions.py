@@ -1,0 +1,50 @@
+"""Which status moves a task may make (SPEC §2), and when a lease has run out."""
+
+from datetime import datetime, timedelta
+
+from katsched.core.models import TaskStatus
+from katsched.errors import InvalidTransition
+
+S = TaskStatus
+
+ALLOWED: dict[TaskStatus, frozenset[TaskStatus]] = {
+    S.PENDING: frozenset({S.QUEUED, S.CANCELLED}),
+    S.QUEUED: frozenset({S.DISPATCHED, S.CANCELLED}),
+    S.DISPATCHED: frozenset({S.RUNNING, S.COMPLETED, S.FAILED, S.QUEUED, S.CANCELLED}),
+    S.RUNNING: frozenset({S.COMPLETED, S.FAILED, S.QUEUED, S.CANCELLED}),
+    S.COMPLETED: frozenset(),
+    S.FAILED: frozenset(),
+    S.CANCELLED: frozenset(),
+}
+
+TERMINAL = frozenset(status for status, moves in ALLOWED.items() if not moves)
+ACTIVE = frozenset({S.PENDING, S.QUEUED, S.DISPATCHED, S.RUNNING})
+
+
+def allowed_moves(current: TaskStatus) -> frozenset[TaskStatus]:
+    """The statuses `current` may move to; re-setting the current status (a heartbeat) is always allowed."""
+    if current in TERMINAL:
+        return frozenset()
+    return ALLOWED[current] | {current}
+
+
+def check_transition(current: TaskStatus, new: TaskStatus) -> None:
+    moves = allowed_moves(current)
+    if new not in moves:
+        allowed = ", ".join(sorted(moves)) or "none, the task is finished"
+        raise InvalidTransition(f"cannot change status from {current} to {new}; allowed: {allowed}")
+
+
+def lease_expired(
+    status: TaskStatus,
+    modified_at: datetime,
+    now: datetime,
+    dispatch_timeout: timedelta,
+    run_timeout: timedelta,
+) -> bool:
+    """A dispatched task not started in time, or a running task without a heartbeat, has lost its lease."""
+    if status is TaskStatus.DISPATCHED:
+        return now - modified_at > dispatch_timeout
+    if status is TaskStatus.RUNNING:
+        return now - modified_at > run_timeout
+    return False

@@ -1,0 +1,71 @@
+"""The one exception tree of katsched.
+
+Adapters translate library errors into these classes once, at the boundary; the CLI maps each branch to a
+one-line message and an exit code (see ``katsched.cli``), the HTTP API to a status code.
+
+    KatschedError
+    ├── ConfigError            a config file that cannot be used
+    ├── StorageError           the database failed
+    ├── ServiceError           a KAT service (Katalogus, Octopoes, Bytes) failed
+    │   └── ServiceUnavailable   transient: refused, timed out, 5xx
+    ├── MessageError           a RabbitMQ message that cannot be decoded
+    └── QueueError             a queue operation was refused
+        ├── NotFound             no such task, schedule or scheduler
+        ├── InvalidItem          data or priority not valid for the scheduler
+        ├── QueueFull            maxsize reached
+        ├── NotAllowed           push policy forbids the push (a duplicate is queued)
+        ├── InvalidTransition    a status change the transition table forbids
+        └── FilterError          a malformed filter
+"""
+
+
+class KatschedError(Exception):
+    """Root of every error katsched raises on purpose."""
+
+
+class ConfigError(KatschedError):
+    """A configuration file is missing, unreadable or invalid."""
+
+
+class StorageError(KatschedError):
+    """The database could not complete an operation."""
+
+
+class ServiceError(KatschedError):
+    """A KAT service answered with an error."""
+
+
+class ServiceUnavailable(ServiceError):
+    """A KAT service could not be reached or failed transiently; the work is deferred."""
+
+
+class MessageError(KatschedError):
+    """A message body that cannot be decoded into its model."""
+
+
+class QueueError(KatschedError):
+    """A queue operation was refused."""
+
+
+class NotFound(QueueError):
+    """The task, schedule or scheduler does not exist."""
+
+
+class InvalidItem(QueueError):
+    """The pushed task is not valid for its scheduler."""
+
+
+class QueueFull(QueueError):
+    """The queue has reached its maxsize."""
+
+
+class NotAllowed(QueueError):
+    """The push policy forbids this push."""
+
+
+class InvalidTransition(QueueError):
+    """The transition table forbids this status change."""
+
+
+class FilterError(QueueError):
+    """A filter expression is malformed."""

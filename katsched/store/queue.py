@@ -1,0 +1,357 @@
+"""The durable priority queue: push, pop, peek and status changes, each one transaction of Core statements.
+
+A scheduler's queue is the set of its QUEUED rows; there is no other state. A pop is one
+``UPDATE … WHERE id IN (best matching QUEUED ids) RETURNING …`` statement, so two processes can never
+claim the same task: on SQLite the write lock is taken at BEGIN IMMEDIATE, on PostgreSQL the inner select
+skips rows another transaction has locked.
+"""
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row, and_, func, insert, literal_column, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql import ColumnElement, FromClause
+from sqlalchemy.sql.util import ClauseAdapter
+
+from katsched.clock import Clock
+from katsched.core.filters import FilterExpr
+from katsched.core.models import PushPolicy, SchedulerKind, Task, TaskStatus
+from katsched.core.push import PushAction, align_ids, check_capacity, decide_push, validated_hash
+from katsched.core.transitions import check_transition
+from katsched.errors import NotAllowed, NotFound, StorageError
+from katsched.store.engine import read, write
+from katsched.store.filters import compile_filter
+from katsched.store.tables import task_events, tasks
+from katsched.store.types import hour_bucket
+
+# A literal, not a bound parameter: SQLite uses a partial index only when the query's WHERE visibly implies it.
+IS_QUEUED = tasks.c.status == literal_column("'queued'")
+DEDUPLICATION_KEY = tasks.c.data["deduplication_key"].as_string()
+
+
+@dataclass(frozen=True)
+class NewTask:
+    scheduler_id: str
+    organisation: str
+    priority: int | None
+    data: dict[str, Any]
+    id: uuid.UUID | None = None
+    schedule_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class TaskQuery:
+    scheduler_id: str | None = None
+    organisation: str | None = None
+    type: str | None = None
+    status: TaskStatus | None = None
+    input_ooi: str | None = None
+    min_created_at: datetime | None = None
+    max_created_at: datetime | None = None
+    filters: FilterExpr | None = None
+    offset: int = 0
+    limit: int | None = 10
+
+
+@dataclass(frozen=True)
+class Page:
+    count: int
+    tasks: list[Task] = field(default_factory=list)
+
+
+def scheduler_kind(scheduler_id: str) -> SchedulerKind:
+    try:
+        return SchedulerKind(scheduler_id)
+    except ValueError:
+        raise NotFound(f"Scheduler {scheduler_id} not found") from None
+
+
+def to_task(row: Row[Any]) -> Task:
+    return Task.model_validate(row._mapping)
+
+
+def _on(alias: FromClause, clause: ColumnElement[bool]) -> ColumnElement[bool]:
+    """`clause`, written against `tasks`, rewritten against an alias of it (so subqueries never correlate)."""
+    adapted: ColumnElement[bool] = ClauseAdapter(alias).traverse(clause)
+    return adapted
+
+
+def _pop_order(table: FromClause) -> tuple[ColumnElement[Any], ...]:
+    return (table.c.priority.asc(), table.c.created_at.asc())
+
+
+def _head_group(matching: ColumnElement[bool]) -> ColumnElement[bool]:
+    """A deduplication group is handed out whole, but only once its best task is the best task overall."""
+    head = tasks.alias("head")
+    head_key = (
+        select(head.c.data["deduplication_key"].as_string())
+        .where(_on(head, matching))
+        .order_by(*_pop_order(head))
+        .limit(1)
+        .scalar_subquery()
+    )
+    return or_(head_key.is_(None), DEDUPLICATION_KEY == head_key)
+
+
+class TaskQueue:
+    def __init__(self, engine: Engine, clock: Clock, policies: Mapping[str, PushPolicy] | None = None) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.policies = dict(policies or {})
+
+    def policy(self, scheduler_id: str) -> PushPolicy:
+        return self.policies.get(scheduler_id, PushPolicy())
+
+    # push
+
+    def push(self, new: NewTask) -> Task:
+        kind = scheduler_kind(new.scheduler_id)
+        task_id, data = align_ids(kind, new.id, new.data)
+        task_hash = validated_hash(kind, data, new.priority)
+        assert new.priority is not None  # validated_hash refuses a missing priority
+        with write(self.engine) as connection:
+            existing = self._queued_by_hash(connection, new.scheduler_id, task_hash)
+            previous = (existing.priority, existing.data) if existing else None
+            action = decide_push(self.policy(new.scheduler_id), previous, new.priority, data)
+            if action is PushAction.UPDATE and existing is not None:
+                return self._update_queued(connection, existing.id, new.priority, data)
+            self._check_capacity(connection, new.scheduler_id, new.priority)
+            row = {
+                "id": task_id,
+                "scheduler_id": new.scheduler_id,
+                "schedule_id": new.schedule_id,
+                "organisation": new.organisation,
+                "priority": new.priority,
+                "status": TaskStatus.QUEUED.value,
+                "type": kind.value,
+                "hash": task_hash,
+                "data": data,
+            }
+            return self._insert(connection, row)
+
+    def _queued_by_hash(self, connection: Connection, scheduler_id: str, task_hash: str) -> Row[Any] | None:
+        statement = (
+            select(tasks.c.id, tasks.c.priority, tasks.c.data)
+            .where(tasks.c.scheduler_id == scheduler_id, tasks.c.hash == task_hash, IS_QUEUED)
+            .order_by(tasks.c.created_at.desc())
+            .limit(1)
+        )
+        return connection.execute(statement).first()
+
+    def _check_capacity(self, connection: Connection, scheduler_id: str, priority: int) -> None:
+        policy = self.policy(scheduler_id)
+        if policy.maxsize and priority > 1:
+            check_capacity(policy, self._count_queued(connection, scheduler_id), priority)
+
+    def _insert(self, connection: Connection, row: dict[str, Any]) -> Task:
+        now = self.clock.now()
+        row = {**row, "created_at": now, "modified_at": now}
+        try:
+            connection.execute(insert(tasks), row)
+        except IntegrityError as exc:
+            raise NotAllowed(f"a task with id {row['id']} already exists") from exc
+        self._record(connection, [row["id"]], TaskStatus.QUEUED, now)
+        return Task.model_validate(row)
+
+    def _update_queued(self, connection: Connection, task_id: uuid.UUID, priority: int, data: Any) -> Task:
+        statement = (
+            update(tasks)
+            .where(tasks.c.id == task_id, IS_QUEUED)
+            .values(priority=priority, data=data, modified_at=self.clock.now())
+            .returning(*tasks.c)
+        )
+        return to_task(connection.execute(statement).one())
+
+    def _record(
+        self, connection: Connection, task_ids: Sequence[uuid.UUID], status: TaskStatus, at: Any, reason: str | None = None
+    ) -> None:
+        if task_ids:
+            events = [{"task_id": i, "status": status.value, "changed_at": at, "reason": reason} for i in task_ids]
+            connection.execute(insert(task_events), events)
+
+    # pop and peek
+
+    def pop(self, scheduler_id: str, limit: int = 1, filters: FilterExpr | None = None) -> list[Task]:
+        """Claim up to `limit` of the best matching QUEUED tasks and return them as DISPATCHED."""
+        kind = scheduler_kind(scheduler_id)
+        if limit < 1:
+            return []
+        matching = self._queued_matching(scheduler_id, filters)
+        if kind is SchedulerKind.BOEFJE:
+            matching = and_(matching, _head_group(matching))
+        candidate = tasks.alias("candidate")
+        claim = select(candidate.c.id).where(_on(candidate, matching)).order_by(*_pop_order(candidate)).limit(limit)
+        now = self.clock.now()
+        with write(self.engine) as connection:
+            if connection.dialect.name == "postgresql":
+                claim = claim.with_for_update(skip_locked=True)
+            statement = (
+                update(tasks)
+                .where(tasks.c.id.in_(claim.scalar_subquery()))
+                .values(status=TaskStatus.DISPATCHED.value, modified_at=now)
+                .returning(*tasks.c)
+            )
+            popped = [to_task(row) for row in connection.execute(statement)]
+            self._record(connection, [task.id for task in popped], TaskStatus.DISPATCHED, now)
+        return sorted(popped, key=lambda task: (task.priority or 0, task.created_at))
+
+    def _queued_matching(self, scheduler_id: str, filters: FilterExpr | None) -> ColumnElement[bool]:
+        conditions = [tasks.c.scheduler_id == scheduler_id, IS_QUEUED]
+        if filters is not None:
+            conditions.append(compile_filter(filters, "task"))
+        return and_(*conditions)
+
+    def peek(self, scheduler_id: str, limit: int = 1, offset: int = 0) -> list[Task]:
+        scheduler_kind(scheduler_id)
+        statement = (
+            select(tasks)
+            .where(self._queued_matching(scheduler_id, None))
+            .order_by(*_pop_order(tasks))
+            .offset(offset)
+            .limit(limit)
+        )
+        with read(self.engine) as connection:
+            return [to_task(row) for row in connection.execute(statement)]
+
+    # reads
+
+    def get(self, task_id: uuid.UUID) -> Task:
+        with read(self.engine) as connection:
+            row = connection.execute(select(tasks).where(tasks.c.id == task_id)).first()
+        if row is None:
+            raise NotFound(f"task not found, by task_id: {task_id}")
+        return to_task(row)
+
+    def history(self, task_id: uuid.UUID) -> list[tuple[TaskStatus, Any, str | None]]:
+        statement = (
+            select(task_events.c.status, task_events.c.changed_at, task_events.c.reason)
+            .where(task_events.c.task_id == task_id)
+            .order_by(task_events.c.changed_at, task_events.c.id)
+        )
+        with read(self.engine) as connection:
+            return [(TaskStatus(s), at, reason) for s, at, reason in connection.execute(statement)]
+
+    def qsize(self, scheduler_id: str) -> int:
+        with read(self.engine) as connection:
+            return self._count_queued(connection, scheduler_id)
+
+    def _count_queued(self, connection: Connection, scheduler_id: str) -> int:
+        statement = select(func.count()).where(tasks.c.scheduler_id == scheduler_id, IS_QUEUED)
+        return int(connection.execute(statement).scalar_one())
+
+    # status changes
+
+    def set_status(self, task_id: uuid.UUID, status: TaskStatus, reason: str | None = None) -> Task:
+        """Move a task through the transition table; re-setting the current status is a heartbeat."""
+        return self.update(task_id, {"status": status}, reason=reason)
+
+    def update(self, task_id: uuid.UUID, changes: Mapping[str, Any], reason: str | None = None) -> Task:
+        """Apply `changes` (any of status, priority, data, organisation, schedule_id), bumping modified_at."""
+        unknown = set(changes) - {"status", "priority", "data", "organisation", "schedule_id"}
+        if unknown:
+            raise StorageError(f"cannot update task fields {sorted(unknown)}")
+        now = self.clock.now()
+        with write(self.engine) as connection:
+            current = connection.execute(select(tasks.c.status).where(tasks.c.id == task_id)).scalar_one_or_none()
+            if current is None:
+                raise NotFound(f"task not found, by task_id: {task_id}")
+            values = dict(changes)
+            if "status" in values:
+                new_status = TaskStatus(values["status"])
+                check_transition(TaskStatus(current), new_status)
+                values["status"] = new_status.value
+                self._record(connection, [task_id], new_status, now, reason)
+            statement = (
+                update(tasks)
+                .where(tasks.c.id == task_id, tasks.c.status == current)
+                .values(**values, modified_at=now)
+                .returning(*tasks.c)
+            )
+            return to_task(connection.execute(statement).one())
+
+    def cancel(self, task_id: uuid.UUID, reason: str | None = None) -> Task:
+        return self.set_status(task_id, TaskStatus.CANCELLED, reason)
+
+    def cancel_queued(
+        self, scheduler_id: str, organisation: str, conditions: Sequence[ColumnElement[bool]], reason: str
+    ) -> list[uuid.UUID]:
+        """Cancel every QUEUED task of one organisation in a scheduler that also meets `conditions`."""
+        now = self.clock.now()
+        statement = (
+            update(tasks)
+            .where(tasks.c.scheduler_id == scheduler_id, tasks.c.organisation == organisation, IS_QUEUED, *conditions)
+            .values(status=TaskStatus.CANCELLED.value, modified_at=now)
+            .returning(tasks.c.id)
+        )
+        with write(self.engine) as connection:
+            cancelled = list(connection.execute(statement).scalars())
+            self._record(connection, cancelled, TaskStatus.CANCELLED, now, reason)
+        return cancelled
+
+    # listing and statistics
+
+    def list_tasks(self, query: TaskQuery) -> Page:
+        """Tasks matching `query`, newest first, with the total count before pagination."""
+        where = and_(*_query_conditions(query))
+        count_statement = select(func.count()).select_from(tasks).where(where)
+        statement = select(tasks).where(where).order_by(tasks.c.created_at.desc()).offset(query.offset)
+        if query.limit is not None:
+            statement = statement.limit(query.limit)
+        with read(self.engine) as connection:
+            count = int(connection.execute(count_statement).scalar_one())
+            found = [to_task(row) for row in connection.execute(statement)] if query.limit != 0 else []
+        return Page(count=count, tasks=found)
+
+    def counts(self) -> list[tuple[str, str, TaskStatus, int]]:
+        """(scheduler_id, organisation, status, number of tasks) for every combination that has tasks."""
+        statement = select(tasks.c.scheduler_id, tasks.c.organisation, tasks.c.status, func.count()).group_by(
+            tasks.c.scheduler_id, tasks.c.organisation, tasks.c.status
+        )
+        with read(self.engine) as connection:
+            return [(s, o, TaskStatus(status), int(n)) for s, o, status, n in connection.execute(statement)]
+
+    def hourly_stats(
+        self, since: datetime, scheduler_id: str | None = None, organisation: str | None = None
+    ) -> dict[datetime, dict[str, int]]:
+        """Per hour of `modified_at` since `since`, the number of tasks in each status, newest hour first."""
+        with read(self.engine) as connection:
+            bucket = hour_bucket(tasks.c.modified_at, connection.dialect.name).label("hour")
+            conditions = [tasks.c.modified_at >= since]
+            if scheduler_id:
+                conditions.append(tasks.c.scheduler_id == scheduler_id)
+            if organisation:
+                conditions.append(tasks.c.organisation == organisation)
+            statement = select(bucket, tasks.c.status, func.count()).where(*conditions).group_by(bucket, tasks.c.status)
+            rows = list(connection.execute(statement))
+        stats: dict[datetime, dict[str, int]] = {}
+        for hour, status, number in rows:
+            counts = stats.setdefault(_parse_hour(hour), {s.value: 0 for s in TaskStatus} | {"total": 0})
+            counts[status] += int(number)
+            counts["total"] += int(number)
+        return dict(sorted(stats.items(), reverse=True))
+
+
+def _parse_hour(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%d %H").replace(tzinfo=UTC)
+
+
+def _query_conditions(query: TaskQuery) -> list[ColumnElement[bool]]:
+    equalities = {
+        tasks.c.scheduler_id: query.scheduler_id,
+        tasks.c.organisation: query.organisation,
+        tasks.c.type: query.type,
+        tasks.c.status: query.status.value if query.status else None,
+        tasks.c.data["input_ooi"].as_string(): query.input_ooi,
+    }
+    conditions: list[ColumnElement[bool]] = [column == value for column, value in equalities.items() if value]
+    if query.min_created_at is not None:
+        conditions.append(tasks.c.created_at >= query.min_created_at)
+    if query.max_created_at is not None:
+        conditions.append(tasks.c.created_at <= query.max_created_at)
+    if query.filters is not None:
+        conditions.append(compile_filter(query.filters, "task"))
+    return conditions

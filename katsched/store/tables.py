@@ -1,0 +1,98 @@
+"""The tables. One definition, mapped once: SQLModel classes whose ``__table__`` the hot paths use through Core.
+
+Index order is pop order: ``(scheduler_id, priority, created_at)`` over QUEUED rows only, so a pop reads the
+best task straight off the index however many tasks have finished.
+"""
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, String, Table, Uuid, text
+from sqlmodel import Field, SQLModel
+
+from katsched.store.types import JsonDocument, UTCDateTime
+
+QUEUED_ONLY = text("status = 'queued'")
+
+
+class TaskRow(SQLModel, table=True):
+    __tablename__ = "tasks"
+    __table_args__ = (
+        Index(
+            "ix_tasks_pop_order",
+            "scheduler_id",
+            "priority",
+            "created_at",
+            sqlite_where=QUEUED_ONLY,
+            postgresql_where=QUEUED_ONLY,
+        ),
+        Index("ix_tasks_queued_hash", "scheduler_id", "hash", sqlite_where=QUEUED_ONLY, postgresql_where=QUEUED_ONLY),
+        Index("ix_tasks_hash", "hash"),
+        Index("ix_tasks_organisation", "organisation"),
+        Index("ix_tasks_status_modified", "status", "modified_at"),
+        Index("ix_tasks_schedule_id", "schedule_id"),
+        Index("ix_tasks_created_at", "created_at"),
+    )
+
+    id: uuid.UUID = Field(sa_column=Column(Uuid, primary_key=True))
+    scheduler_id: str = Field(sa_column=Column(String, nullable=False))
+    schedule_id: uuid.UUID | None = Field(
+        default=None, sa_column=Column(Uuid, ForeignKey("schedules.id", ondelete="SET NULL"), nullable=True)
+    )
+    organisation: str = Field(sa_column=Column(String, nullable=False))
+    priority: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    status: str = Field(sa_column=Column(String(16), nullable=False))
+    type: str = Field(sa_column=Column(String, nullable=False))
+    hash: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+    data: dict[str, Any] = Field(sa_column=Column(JsonDocument, nullable=False))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    modified_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+
+
+class ScheduleRow(SQLModel, table=True):
+    __tablename__ = "schedules"
+    __table_args__ = (
+        Index("ix_schedules_due", "enabled", "deadline_at"),
+        Index("ix_schedules_organisation", "organisation"),
+        Index("ix_schedules_scheduler_id", "scheduler_id"),
+    )
+
+    id: uuid.UUID = Field(sa_column=Column(Uuid, primary_key=True))
+    scheduler_id: str = Field(sa_column=Column(String, nullable=False))
+    organisation: str = Field(sa_column=Column(String, nullable=False))
+    hash: str | None = Field(default=None, sa_column=Column(String(32), nullable=True, unique=True))
+    data: dict[str, Any] = Field(sa_column=Column(JsonDocument, nullable=False))
+    enabled: bool = Field(default=True, nullable=False)
+    schedule: str | None = Field(default=None, sa_column=Column(String, nullable=True))
+    deadline_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    modified_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+
+
+class TaskEventRow(SQLModel, table=True):
+    """One row per status change: the history the original scheduler loses."""
+
+    __tablename__ = "task_events"
+    __table_args__ = (
+        Index("ix_task_events_task_id", "task_id", "changed_at"),
+        Index("ix_task_events_changed_at", "changed_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: uuid.UUID = Field(sa_column=Column(Uuid, ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False))
+    status: str = Field(sa_column=Column(String(16), nullable=False))
+    changed_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    reason: str | None = Field(default=None, sa_column=Column(String, nullable=True))
+
+
+def _table(model: type[SQLModel]) -> Table:
+    table = model.__table__  # type: ignore[attr-defined]
+    assert isinstance(table, Table)
+    return table
+
+
+tasks = _table(TaskRow)
+schedules = _table(ScheduleRow)
+task_events = _table(TaskEventRow)
+metadata = SQLModel.metadata
