@@ -16,20 +16,30 @@ from katsched.store.queue import NewTask, TaskQuery
 
 app = typer.Typer(help="Look at, push to and pop from the queues.", no_args_is_help=True)
 
-SchedulerOption = Annotated[SchedulerKind, typer.Option("--scheduler", "-s", help="boefje, normalizer or report.")]
+SchedulerOption = Annotated[
+    SchedulerKind, typer.Option("--scheduler", "-s", help="boefje, normalizer or report.")
+]
 LimitOption = Annotated[int, typer.Option("--limit", "-n", min=1, help="How many tasks at most.")]
 
 
 def read_json_argument(value: str, name: str) -> Any:
     """A JSON document given inline, as @FILE, or as - for standard input."""
     try:
-        text = sys.stdin.read() if value == "-" else Path(value[1:]).read_text() if value.startswith("@") else value
+        text = (
+            sys.stdin.read()
+            if value == "-"
+            else Path(value[1:]).read_text()
+            if value.startswith("@")
+            else value
+        )
     except OSError as exc:
         raise typer.BadParameter(f"cannot read {value[1:]}: {exc.strerror}", param_hint=name) from exc
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise typer.BadParameter(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", param_hint=name) from exc
+        raise typer.BadParameter(
+            f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", param_hint=name
+        ) from exc
 
 
 def parse_filter_option(value: str | None) -> FilterExpr | None:
@@ -51,12 +61,16 @@ def list_command(
     config: ConfigOption = None,
 ) -> None:
     """List tasks, newest first (queued ones unless --status says otherwise)."""
-    query = TaskQuery(scheduler_id=scheduler.value if scheduler else None, organisation=org, status=status, limit=limit)
+    query = TaskQuery(
+        scheduler_id=scheduler.value if scheduler else None, organisation=org, status=status, limit=limit
+    )
     page = open_queue(config).list_tasks(query)
     if as_json:
         print_json({"count": page.count, "results": [task.model_dump(mode="json") for task in page.tasks]})
         return
-    console.print(task_table(page.tasks, f"{len(page.tasks)} of {page.count} {status.value} tasks"))
+    console.print(
+        task_table(page.tasks, f"{len(page.tasks)} of {page.count} {status.value} tasks", console.width)
+    )
 
 
 @app.command("push")
@@ -93,25 +107,30 @@ def pop_command(
     if as_json:
         print_json(tasks)
         return
-    console.print(task_table(tasks, f"popped {len(tasks)} task(s) from {scheduler.value}"))
+    console.print(task_table(tasks, f"popped {len(tasks)} task(s) from {scheduler.value}", console.width))
 
 
 @app.command("peek")
 def peek_command(
-    scheduler: SchedulerOption, limit: LimitOption = 10, as_json: JsonOption = False, config: ConfigOption = None
+    scheduler: SchedulerOption,
+    limit: LimitOption = 10,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
 ) -> None:
     """Show the tasks a pop would hand out next, without claiming them."""
     tasks = open_queue(config).peek(scheduler.value, limit)
     if as_json:
         print_json(tasks)
         return
-    console.print(task_table(tasks, f"next {len(tasks)} task(s) of {scheduler.value}"))
+    console.print(task_table(tasks, f"next {len(tasks)} task(s) of {scheduler.value}", console.width))
 
 
 @app.command("stats")
 def stats_command(as_json: JsonOption = False, config: ConfigOption = None) -> None:
     """Task counts per scheduler and status."""
-    totals: dict[str, dict[str, int]] = {kind.value: {s.value: 0 for s in TaskStatus} for kind in SchedulerKind}
+    totals: dict[str, dict[str, int]] = {
+        kind.value: {s.value: 0 for s in TaskStatus} for kind in SchedulerKind
+    }
     for scheduler_id, _organisation, status, number in open_queue(config).counts():
         totals.setdefault(scheduler_id, {s.value: 0 for s in TaskStatus})[status.value] += number
     if as_json:

@@ -3,6 +3,7 @@
 from datetime import datetime
 from typing import Any
 
+from rich import box
 from rich.table import Table
 
 from katsched.core.models import Task, TaskStatus
@@ -33,19 +34,23 @@ def when(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def task_table(tasks: list[Task], title: str) -> Table:
-    table = Table(title=title, title_justify="left")
-    for column in ("id", "scheduler", "organisation", "priority", "status", "what", "created", "modified"):
-        table.add_column(column, overflow="fold", no_wrap=column in {"id", "priority", "created", "modified"})
+def task_table(tasks: list[Task], title: str, width: int = 80) -> Table:
+    """Full ids always (people copy them into `tasks show`); the other columns as the width allows."""
+    wide = width >= 120
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("id", no_wrap=True)
+    if wide:
+        table.add_column("scheduler/org", overflow="fold")
+    table.add_column("prio", justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("what", overflow="fold")
+    if wide:
+        table.add_column("created", no_wrap=True)
     for task in tasks:
-        table.add_row(
-            str(task.id),
-            task.scheduler_id,
-            task.organisation,
-            str(task.priority),
-            f"[{STATUS_STYLE.get(task.status, '')}]{task.status.value}[/]",
-            describe(task.data),
-            when(task.created_at),
-            when(task.modified_at),
-        )
+        status = f"[{STATUS_STYLE.get(task.status, '')}]{task.status.value}[/]"
+        if wide:
+            where = f"{task.scheduler_id}/{task.organisation}"
+            table.add_row(str(task.id), where, str(task.priority), status, describe(task.data), when(task.created_at))
+        else:
+            table.add_row(str(task.id), str(task.priority), status, describe(task.data))
     return table

@@ -26,7 +26,7 @@ def show_command(task_id: TaskId, as_json: JsonOption = False, config: ConfigOpt
         document["history"] = [{"status": s.value, "at": at.isoformat(), "reason": r} for s, at, r in history]
         print_json(document)
         return
-    console.print(task_table([task], f"task {task.id}"))
+    console.print(task_table([task], f"task {task.id}", console.width))
     console.print_json(data=task.data)
     table = Table(title="history", title_justify="left")
     for column in ("at", "status", "reason"):

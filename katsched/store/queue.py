@@ -10,11 +10,26 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, and_, func, insert, literal_column, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Integer,
+    Row,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.sql import ColumnElement, FromClause
+from sqlalchemy.sql import ColumnElement, FromClause, Update
 from sqlalchemy.sql.util import ClauseAdapter
 
 from katsched.clock import Clock
@@ -28,7 +43,7 @@ from katsched.store.filters import compile_filter
 from katsched.store.tables import task_events, tasks
 from katsched.store.types import hour_bucket
 
-# A literal, not a bound parameter: SQLite uses a partial index only when the query's WHERE visibly implies it.
+# A literal, not a bound parameter: SQLite uses a partial index only when the WHERE visibly implies it.
 IS_QUEUED = tasks.c.status == literal_column("'queued'")
 DEDUPLICATION_KEY = tasks.c.data["deduplication_key"].as_string()
 
@@ -94,11 +109,53 @@ def _head_group(matching: ColumnElement[bool]) -> ColumnElement[bool]:
         .limit(1)
         .scalar_subquery()
     )
-    return or_(head_key.is_(None), DEDUPLICATION_KEY == head_key)
+    return or_(head_key.is_(None), head_key == DEDUPLICATION_KEY)
+
+
+def _claim(scheduler_id: str, filters: FilterExpr | None, dialect: str) -> Update:
+    """The pop statement, built once per scheduler, filter and dialect: building it (SQLAlchemy adapting the
+    clauses to the aliases) costs several times more than SQLite takes to run it."""
+    try:
+        hash(filters)
+    except TypeError:  # a filter holding an unhashable value: build it afresh
+        return _build_claim(scheduler_id, filters, dialect)
+    return _cached_claim(scheduler_id, filters, dialect)
+
+
+def _build_claim(scheduler_id: str, filters: FilterExpr | None, dialect: str) -> Update:
+    conditions = [tasks.c.scheduler_id == scheduler_id, IS_QUEUED]
+    if filters is not None:
+        conditions.append(compile_filter(filters, "task"))
+    matching = and_(*conditions)
+    if scheduler_kind(scheduler_id) is SchedulerKind.BOEFJE:
+        matching = and_(matching, _head_group(matching))
+    candidate = tasks.alias("candidate")
+    claim = (
+        select(candidate.c.id)
+        .where(_on(candidate, matching))
+        .order_by(*_pop_order(candidate))
+        .limit(bindparam("claim_limit", type_=Integer))
+    )
+    if dialect == "postgresql":
+        claim = claim.with_for_update(skip_locked=True)
+    return (
+        update(tasks)
+        .where(tasks.c.id.in_(claim.scalar_subquery()))
+        .values(
+            status=TaskStatus.DISPATCHED.value,
+            modified_at=bindparam("claimed_at", type_=tasks.c.modified_at.type),
+        )
+        .returning(*tasks.c)
+    )
+
+
+_cached_claim = lru_cache(maxsize=256)(_build_claim)
 
 
 class TaskQueue:
-    def __init__(self, engine: Engine, clock: Clock, policies: Mapping[str, PushPolicy] | None = None) -> None:
+    def __init__(
+        self, engine: Engine, clock: Clock, policies: Mapping[str, PushPolicy] | None = None
+    ) -> None:
         self.engine = engine
         self.clock = clock
         self.policies = dict(policies or {})
@@ -167,35 +224,31 @@ class TaskQueue:
         return to_task(connection.execute(statement).one())
 
     def _record(
-        self, connection: Connection, task_ids: Sequence[uuid.UUID], status: TaskStatus, at: Any, reason: str | None = None
+        self,
+        connection: Connection,
+        task_ids: Sequence[uuid.UUID],
+        status: TaskStatus,
+        at: Any,
+        reason: str | None = None,
     ) -> None:
         if task_ids:
-            events = [{"task_id": i, "status": status.value, "changed_at": at, "reason": reason} for i in task_ids]
+            events = [
+                {"task_id": i, "status": status.value, "changed_at": at, "reason": reason} for i in task_ids
+            ]
             connection.execute(insert(task_events), events)
 
     # pop and peek
 
     def pop(self, scheduler_id: str, limit: int = 1, filters: FilterExpr | None = None) -> list[Task]:
         """Claim up to `limit` of the best matching QUEUED tasks and return them as DISPATCHED."""
-        kind = scheduler_kind(scheduler_id)
+        scheduler_kind(scheduler_id)
         if limit < 1:
             return []
-        matching = self._queued_matching(scheduler_id, filters)
-        if kind is SchedulerKind.BOEFJE:
-            matching = and_(matching, _head_group(matching))
-        candidate = tasks.alias("candidate")
-        claim = select(candidate.c.id).where(_on(candidate, matching)).order_by(*_pop_order(candidate)).limit(limit)
         now = self.clock.now()
         with write(self.engine) as connection:
-            if connection.dialect.name == "postgresql":
-                claim = claim.with_for_update(skip_locked=True)
-            statement = (
-                update(tasks)
-                .where(tasks.c.id.in_(claim.scalar_subquery()))
-                .values(status=TaskStatus.DISPATCHED.value, modified_at=now)
-                .returning(*tasks.c)
-            )
-            popped = [to_task(row) for row in connection.execute(statement)]
+            statement = _claim(scheduler_id, filters, connection.dialect.name)
+            rows = connection.execute(statement, {"claim_limit": limit, "claimed_at": now})
+            popped = [to_task(row) for row in rows]
             self._record(connection, [task.id for task in popped], TaskStatus.DISPATCHED, now)
         return sorted(popped, key=lambda task: (task.priority or 0, task.created_at))
 
@@ -256,7 +309,9 @@ class TaskQueue:
             raise StorageError(f"cannot update task fields {sorted(unknown)}")
         now = self.clock.now()
         with write(self.engine) as connection:
-            current = connection.execute(select(tasks.c.status).where(tasks.c.id == task_id)).scalar_one_or_none()
+            current = connection.execute(
+                select(tasks.c.status).where(tasks.c.id == task_id)
+            ).scalar_one_or_none()
             if current is None:
                 raise NotFound(f"task not found, by task_id: {task_id}")
             values = dict(changes)
@@ -283,7 +338,12 @@ class TaskQueue:
         now = self.clock.now()
         statement = (
             update(tasks)
-            .where(tasks.c.scheduler_id == scheduler_id, tasks.c.organisation == organisation, IS_QUEUED, *conditions)
+            .where(
+                tasks.c.scheduler_id == scheduler_id,
+                tasks.c.organisation == organisation,
+                IS_QUEUED,
+                *conditions,
+            )
             .values(status=TaskStatus.CANCELLED.value, modified_at=now)
             .returning(tasks.c.id)
         )
@@ -296,7 +356,7 @@ class TaskQueue:
 
     def list_tasks(self, query: TaskQuery) -> Page:
         """Tasks matching `query`, newest first, with the total count before pagination."""
-        where = and_(*_query_conditions(query))
+        where = and_(true(), *_query_conditions(query))
         count_statement = select(func.count()).select_from(tasks).where(where)
         statement = select(tasks).where(where).order_by(tasks.c.created_at.desc()).offset(query.offset)
         if query.limit is not None:
@@ -325,7 +385,11 @@ class TaskQueue:
                 conditions.append(tasks.c.scheduler_id == scheduler_id)
             if organisation:
                 conditions.append(tasks.c.organisation == organisation)
-            statement = select(bucket, tasks.c.status, func.count()).where(*conditions).group_by(bucket, tasks.c.status)
+            statement = (
+                select(bucket, tasks.c.status, func.count())
+                .where(*conditions)
+                .group_by(bucket, tasks.c.status)
+            )
             rows = list(connection.execute(statement))
         stats: dict[datetime, dict[str, int]] = {}
         for hour, status, number in rows:

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -19,10 +20,13 @@ def config_file(tmp_path: Path) -> Path:
 def katsched(config_file: Path) -> Run:
     """Runs the real command line, as a user would, against the test's own SQLite file."""
 
-    def run(*args: str, stdin: str | None = None, config: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, stdin: str | None = None, config: bool = True, columns: int = 80
+    ) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "katsched", *args]
         if config:
             command += ["--config", str(config_file)]
-        return subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=60, check=False)
+        env = {**os.environ, "COLUMNS": str(columns)}
+        return subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=60, check=False, env=env)
 
     return run

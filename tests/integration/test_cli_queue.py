@@ -32,12 +32,16 @@ def test_push_ls_peek_pop_round_trip(katsched: Run) -> None:
     assert stats["boefje"]["dispatched"] == 1 and stats["boefje"]["queued"] == 0
 
 
-def test_people_get_tables(katsched: Run) -> None:
-    push(katsched)
-    result = katsched("queue", "ls")
-    assert result.returncode == 0
-    assert "dns-records on Hostname|internet|example.com" in result.stdout.replace("\n", "")
-    assert "1 of 1 queued tasks" in result.stdout
+def test_people_get_tables_that_use_the_terminal_width(katsched: Run) -> None:
+    task_id = push(katsched)["id"]
+    wide = katsched("queue", "ls", columns=160)
+    assert wide.returncode == 0
+    assert "dns-records on Hostname|internet|example.com" in wide.stdout
+    assert "1 of 1 queued tasks" in wide.stdout and task_id in wide.stdout and "boefje/org1" in wide.stdout
+    narrow = katsched("queue", "ls", columns=80)
+    assert task_id in narrow.stdout and "boefje/org1" not in narrow.stdout
+    assert "dns-records" in narrow.stdout
+    assert max(len(line) for line in narrow.stdout.splitlines()) <= 80
 
 
 def test_data_from_a_file_and_from_stdin(katsched: Run, tmp_path: Path) -> None:
@@ -99,6 +103,10 @@ def test_tasks_show_set_status_and_cancel(katsched: Run) -> None:
     assert "history" in katsched("tasks", "show", task_id).stdout
 
 
-def test_db_upgrade_reports_the_revision(katsched: Run) -> None:
+def test_db_upgrade_reports_the_head_revision(katsched: Run) -> None:
+    from katsched.store.engine import build_engine
+    from katsched.store.migrate import head_revision
+
     result = katsched("db", "upgrade")
-    assert result.returncode == 0 and "database at revision 0001" in result.stdout
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"database at revision {head_revision(build_engine('sqlite://'))}"

@@ -1,0 +1,200 @@
+"""Ports: the small Protocols through which the planners reach the world outside `core/`.
+
+Each port has a real adapter and an in-memory one (`katsched.testing`); one contract suite runs against both,
+so the fakes cannot drift from the real thing. Only stdlib, pydantic and `core` types appear here.
+"""
+
+import uuid
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal, Protocol
+
+from katsched.core.models import OOI, BoefjeConfig, BoefjeMeta, Organisation, Plugin, Schedule, Task
+
+# ----------------------------------------------------------------------------------------------------------
+# KAT services: Katalogus (plugins), Octopoes (objects), Bytes (raw data).
+#
+# Shared rules: "absent" is an answer, not an error (an unknown organisation, plugin or object gives None
+# or an empty result); a service that fails raises `katsched.errors.ServiceError`, and `ServiceUnavailable`
+# when the failure is transient and the work should be deferred.
+# ----------------------------------------------------------------------------------------------------------
+
+PluginType = Literal["boefje", "normalizer", "bit"]
+
+
+class PluginCatalog(Protocol):
+    """The Katalogus: organisations, and the plugins each of them has (enabled or not)."""
+
+    def organisations(self) -> list[Organisation]: ...
+
+    def plugins(
+        self, organisation_id: str, plugin_type: PluginType | None = None, consumes: str | None = None
+    ) -> list[Plugin]:
+        """The organisation's plugins, optionally only one type and only those that consume `consumes`
+        (an object type for boefjes, a mime type for normalizers). Boefjes with a negative scan level are
+        never listed, as the Katalogus hides them."""
+        ...
+
+    def plugin(self, organisation_id: str, plugin_id: str) -> Plugin | None: ...
+
+    def boefjes_consuming(self, organisation_id: str, ooi_type: str) -> list[Plugin]:
+        """Boefjes, enabled or not, that take objects of `ooi_type`: the permission rule decides."""
+        ...
+
+    def normalizers_for_mime(self, organisation_id: str, mime_type: str) -> list[Plugin]:
+        """Normalizers, enabled or not, that take raw files of `mime_type`."""
+        ...
+
+    def enabled_boefjes(self, organisation_id: str) -> list[Plugin]: ...
+
+    def configs(
+        self,
+        boefje_id: str,
+        organisation_id: str | None = None,
+        enabled: bool | None = None,
+        with_duplicates: bool = False,
+    ) -> list[BoefjeConfig]:
+        """Per-organisation settings of a boefje. With `organisation_id` and `with_duplicates`, each config
+        lists the other organisations' enabled configs with identical settings (cross-organisation dedup)."""
+        ...
+
+
+class ObjectGraph(Protocol):
+    """Octopoes: the objects (OOIs) of each organisation, as they were at `valid_time`."""
+
+    def objects(
+        self,
+        organisation_id: str,
+        object_types: Collection[str],
+        scan_levels: Collection[int] | None = None,
+        *,
+        valid_time: datetime,
+    ) -> Iterator[OOI]:
+        """Objects of the given types (an empty collection matches nothing) and, when given, scan levels.
+        Lazy: pages are fetched while iterating, so a `ServiceError` can surface during iteration."""
+        ...
+
+    def get_object(self, organisation_id: str, reference: str, *, valid_time: datetime) -> OOI | None: ...
+
+    def object_clients(
+        self, reference: str, organisation_ids: Collection[str], *, valid_time: datetime
+    ) -> dict[str, OOI]:
+        """Of `organisation_ids`, those in which the object exists, each with its own copy of it."""
+        ...
+
+
+class RawDataIndex(Protocol):
+    """Bytes: what the boefjes have run."""
+
+    def last_run(self, boefje_id: str, input_ooi: str | None, organization: str) -> BoefjeMeta | None:
+        """The newest run of the boefje on the object in the organisation; `input_ooi=None` matches any."""
+        ...
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Store: what the planners need of the database, beyond the queue's own push and pop.
+#
+# The planners gather facts (newest task per hash, schedules per hash, due schedules), decide, and hand the
+# store one batch of drafts to push; the store pushes them in one transaction, each linked to its schedule
+# (found or created), so a batch is either wholly committed or not at all. Failures raise
+# `katsched.errors.StorageError`. The adapters are SQL only (`katsched.store.lookups`, `.plugins_seen`):
+# tests run them on a real SQLite file rather than on an in-memory stand-in.
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScheduleLink:
+    """The schedule a pushed task belongs to, and that schedule's next deadline (the original's post_push)."""
+
+    schedule_id: uuid.UUID | None  # an existing, enabled schedule; None: create one from the task
+    deadline_at: datetime | None  # None: no next run (a one-off report)
+    cron: str | None = None  # written to the schedule when given
+
+
+@dataclass(frozen=True)
+class TaskDraft:
+    """A task a planner wants queued. `id` None: a new id (for boefje and normalizer tasks, `data["id"]`)."""
+
+    scheduler_id: str
+    organisation: str
+    priority: int
+    data: dict[str, Any]
+    id: uuid.UUID | None = None
+    schedule: ScheduleLink | None = None
+
+
+class PushResult(StrEnum):
+    PUSHED = "pushed"  # inserted, or a queued duplicate updated where the push policy allows it
+    ALREADY_QUEUED = "already_queued"  # a queued task with the same hash, and the policy forbids touching it
+    QUEUE_FULL = "queue_full"
+
+
+@dataclass(frozen=True)
+class PushOutcome:
+    draft: TaskDraft
+    result: PushResult
+    task: Task | None = None  # the queued task, when PUSHED
+
+
+@dataclass(frozen=True)
+class QueuedRank:
+    """A waiting task's rank, and when the same work last ran according to our history (None: unknown)."""
+
+    task_id: uuid.UUID
+    priority: int
+    created_at: datetime
+    last_run_at: datetime | None
+
+
+class TaskStore(Protocol):
+    def latest_by_hash(self, scheduler_id: str, hashes: Collection[str]) -> dict[str, Task]:
+        """The newest task (by creation, any status) of each hash that has one."""
+        ...
+
+    def push_many(self, drafts: Sequence[TaskDraft]) -> list[PushOutcome]:
+        """Push the drafts in order, in one transaction, under each scheduler's push policy; one outcome each.
+        A PUSHED task with a `schedule` link joins that schedule (created if `schedule_id` is None), whose
+        deadline (and cron, if given) is set."""
+        ...
+
+    def cancel_queued_for_object(
+        self, scheduler_id: str, organisation: str, input_ooi: str, reason: str
+    ) -> list[uuid.UUID]:
+        """Cancel the organisation's QUEUED tasks whose `data.input_ooi` is `input_ooi`; their ids."""
+        ...
+
+    def raw_file_planned(self, hashes: Collection[str], raw_data_id: uuid.UUID) -> set[str]:
+        """Of the normalizer task `hashes`, those that already have a task for this raw file."""
+        ...
+
+    def queued_ranks(self, scheduler_id: str, organisation: str) -> list[QueuedRank]:
+        """The organisation's QUEUED tasks with a priority above 1 (manual pushes keep theirs)."""
+        ...
+
+    def set_priorities(self, priorities: Mapping[uuid.UUID, int]) -> int:
+        """Re-prioritise the tasks that are still QUEUED; how many changed."""
+        ...
+
+
+class ScheduleStore(Protocol):
+    def due(self, scheduler_id: str, limit: int, organisation: str | None = None) -> list[Schedule]:
+        """Enabled schedules whose deadline has passed and that have no active task, oldest deadline first."""
+        ...
+
+    def by_hashes(self, hashes: Collection[str]) -> dict[str, Schedule]: ...
+
+    def set_deadlines(self, deadlines: Mapping[uuid.UUID, datetime | None]) -> None: ...
+
+    def disable(self, schedule_ids: Collection[uuid.UUID]) -> None: ...
+
+
+class SeenPlugins(Protocol):
+    """The boefjes whose objects have been enumerated once per organisation (kept across restarts)."""
+
+    def seen(self, organisation_id: str) -> set[str]: ...
+
+    def mark_seen(self, organisation_id: str, plugin_ids: Collection[str], at: datetime) -> None: ...
+
+    def forget(self, organisation_id: str, plugin_ids: Collection[str]) -> None: ...

@@ -1,0 +1,189 @@
+"""Schedule rows: the blueprints of recurring tasks, and which of them are due."""
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row, and_, delete, exists, func, insert, select, true, update
+from sqlalchemy.sql import ColumnElement
+
+from katsched.clock import Clock
+from katsched.core.filters import FilterExpr
+from katsched.core.models import Schedule
+from katsched.core.transitions import ACTIVE
+from katsched.errors import NotAllowed, NotFound
+from katsched.store.engine import read, write
+from katsched.store.filters import compile_filter
+from katsched.store.tables import schedules, tasks
+
+EDITABLE = frozenset({"hash", "data", "enabled", "schedule", "deadline_at", "organisation"})
+
+
+@dataclass(frozen=True)
+class ScheduleQuery:
+    scheduler_id: str | None = None
+    organisation: str | None = None
+    hash: str | None = None
+    enabled: bool | None = None
+    min_deadline_at: datetime | None = None
+    max_deadline_at: datetime | None = None
+    min_created_at: datetime | None = None
+    max_created_at: datetime | None = None
+    filters: FilterExpr | None = None
+    offset: int = 0
+    limit: int | None = 10
+
+
+@dataclass(frozen=True)
+class SchedulePage:
+    count: int
+    schedules: list[Schedule] = field(default_factory=list)
+
+
+def to_schedule(row: Row[Any]) -> Schedule:
+    return Schedule.model_validate(row._mapping)
+
+
+def has_active_task() -> ColumnElement[bool]:
+    """The schedule has a task that is still pending, queued, dispatched or running."""
+    return exists().where(
+        tasks.c.schedule_id == schedules.c.id, tasks.c.status.in_([s.value for s in ACTIVE])
+    )
+
+
+class ScheduleStore:
+    def __init__(self, engine: Engine, clock: Clock) -> None:
+        self.engine = engine
+        self.clock = clock
+
+    def create(
+        self,
+        scheduler_id: str,
+        organisation: str,
+        data: dict[str, Any],
+        schedule_hash: str | None,
+        *,
+        schedule: str | None = None,
+        deadline_at: datetime | None = None,
+        enabled: bool = True,
+    ) -> Schedule:
+        now = self.clock.now()
+        row = {
+            "id": uuid.uuid4(),
+            "scheduler_id": scheduler_id,
+            "organisation": organisation,
+            "hash": schedule_hash,
+            "data": data,
+            "enabled": enabled,
+            "schedule": schedule,
+            "deadline_at": deadline_at,
+            "created_at": now,
+            "modified_at": now,
+        }
+        with write(self.engine) as connection:
+            self._refuse_duplicate_hash(connection, schedule_hash)
+            connection.execute(insert(schedules), row)
+        return Schedule.model_validate(row)
+
+    def _refuse_duplicate_hash(
+        self, connection: Connection, schedule_hash: str | None, own_id: uuid.UUID | None = None
+    ) -> None:
+        if schedule_hash is None:
+            return
+        others = select(schedules.c.id).where(schedules.c.hash == schedule_hash, schedules.c.id != own_id)
+        if connection.execute(others).first():
+            raise NotAllowed(f"schedule with the same hash already exists: {schedule_hash}")
+
+    def get(self, schedule_id: uuid.UUID) -> Schedule:
+        found = self._first(schedules.c.id == schedule_id)
+        if found is None:
+            raise NotFound(f"schedule not found, by schedule_id: {schedule_id}")
+        return found
+
+    def by_hash(self, schedule_hash: str) -> Schedule | None:
+        return self._first(schedules.c.hash == schedule_hash)
+
+    def _first(self, condition: ColumnElement[bool]) -> Schedule | None:
+        with read(self.engine) as connection:
+            row = connection.execute(select(schedules).where(condition)).first()
+        return to_schedule(row) if row is not None else None
+
+    def update(self, schedule_id: uuid.UUID, changes: Mapping[str, Any]) -> Schedule:
+        """Apply `changes` to the editable fields, bumping modified_at."""
+        unknown = set(changes) - EDITABLE
+        if unknown:
+            raise ValueError(f"cannot update schedule fields {sorted(unknown)}")
+        statement = (
+            update(schedules)
+            .where(schedules.c.id == schedule_id)
+            .values(**changes, modified_at=self.clock.now())
+            .returning(*schedules.c)
+        )
+        with write(self.engine) as connection:
+            if changes.get("hash") is not None:
+                self._refuse_duplicate_hash(connection, changes["hash"], schedule_id)
+            row = connection.execute(statement).first()
+        if row is None:
+            raise NotFound(f"schedule not found, by schedule_id: {schedule_id}")
+        return to_schedule(row)
+
+    def delete(self, schedule_id: uuid.UUID) -> bool:
+        """Remove a schedule; its tasks keep existing without one. False when there was nothing to delete."""
+        with write(self.engine) as connection:
+            connection.execute(
+                update(tasks).where(tasks.c.schedule_id == schedule_id).values(schedule_id=None)
+            )
+            return bool(connection.execute(delete(schedules).where(schedules.c.id == schedule_id)).rowcount)
+
+    def list_schedules(self, query: ScheduleQuery) -> SchedulePage:
+        where = and_(true(), *_query_conditions(query))
+        statement = (
+            select(schedules).where(where).order_by(schedules.c.created_at.desc()).offset(query.offset)
+        )
+        if query.limit is not None:
+            statement = statement.limit(query.limit)
+        with read(self.engine) as connection:
+            count = int(
+                connection.execute(select(func.count()).select_from(schedules).where(where)).scalar_one()
+            )
+            found = [to_schedule(row) for row in connection.execute(statement)] if query.limit != 0 else []
+        return SchedulePage(count=count, schedules=found)
+
+    def due(self, scheduler_id: str, limit: int, organisation: str | None = None) -> list[Schedule]:
+        """Enabled schedules whose deadline has passed and that have no active task, oldest deadline first."""
+        conditions = [
+            schedules.c.scheduler_id == scheduler_id,
+            schedules.c.enabled.is_(True),
+            schedules.c.deadline_at <= self.clock.now(),
+            ~has_active_task(),
+        ]
+        if organisation is not None:
+            conditions.append(schedules.c.organisation == organisation)
+        statement = select(schedules).where(*conditions).order_by(schedules.c.deadline_at.asc()).limit(limit)
+        with read(self.engine) as connection:
+            return [to_schedule(row) for row in connection.execute(statement)]
+
+
+def _query_conditions(query: ScheduleQuery) -> list[ColumnElement[bool]]:
+    equalities = {
+        schedules.c.scheduler_id: query.scheduler_id,
+        schedules.c.organisation: query.organisation,
+        schedules.c.hash: query.hash,
+    }
+    conditions: list[ColumnElement[bool]] = [column == value for column, value in equalities.items() if value]
+    if query.enabled is not None:
+        conditions.append(schedules.c.enabled.is_(query.enabled))
+    ranges = (
+        (schedules.c.deadline_at, query.min_deadline_at, query.max_deadline_at),
+        (schedules.c.created_at, query.min_created_at, query.max_created_at),
+    )
+    for column, low, high in ranges:
+        if low is not None:
+            conditions.append(column >= low)
+        if high is not None:
+            conditions.append(column <= high)
+    if query.filters is not None:
+        conditions.append(compile_filter(query.filters, "schedule"))
+    return conditions
