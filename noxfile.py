@@ -1,4 +1,4 @@
-"""The single entry point for checks: `uvx nox` runs tests, lint and typecheck; `uvx nox -s bench` the benchmarks."""
+"""The entry point for checks: `uvx nox` runs tests, lint and typecheck; `uvx nox -s bench` the benchmarks."""
 
 import nox
 

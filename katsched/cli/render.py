@@ -50,7 +50,9 @@ def task_table(tasks: list[Task], title: str, width: int = 80) -> Table:
         status = f"[{STATUS_STYLE.get(task.status, '')}]{task.status.value}[/]"
         if wide:
             where = f"{task.scheduler_id}/{task.organisation}"
-            table.add_row(str(task.id), where, str(task.priority), status, describe(task.data), when(task.created_at))
+            table.add_row(
+                str(task.id), where, str(task.priority), status, describe(task.data), when(task.created_at)
+            )
         else:
             table.add_row(str(task.id), str(task.priority), status, describe(task.data))
     return table

@@ -22,7 +22,9 @@ def parse_payload(kind: SchedulerKind, data: dict[str, Any]) -> TaskPayload:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "data"
-        raise InvalidItem(f"data is not a valid {PAYLOAD_TYPES[kind].__name__}: {where}: {first['msg']}") from exc
+        raise InvalidItem(
+            f"data is not a valid {PAYLOAD_TYPES[kind].__name__}: {where}: {first['msg']}"
+        ) from exc
 
 
 def validated_hash(kind: SchedulerKind, data: dict[str, Any], priority: int | None) -> str:

@@ -16,7 +16,7 @@ LEASE_EXPIRED = "lease_expired"
 def sweep_expired_leases(
     engine: Engine, scheduler_id: str, now: datetime, dispatch_timeout: timedelta, run_timeout: timedelta
 ) -> list[uuid.UUID]:
-    """Fail DISPATCHED tasks never started within `dispatch_timeout` and RUNNING ones silent for `run_timeout`."""
+    """Fail DISPATCHED tasks not started in `dispatch_timeout` and RUNNING ones silent for `run_timeout`."""
     expired = or_(
         and_(tasks.c.status == literal_column("'dispatched'"), tasks.c.modified_at < now - dispatch_timeout),
         and_(tasks.c.status == literal_column("'running'"), tasks.c.modified_at < now - run_timeout),

@@ -49,6 +49,15 @@ DEDUPLICATION_KEY = tasks.c.data["deduplication_key"].as_string()
 
 
 @dataclass(frozen=True)
+class QueuedTwin:
+    """The QUEUED task a push would duplicate."""
+
+    id: uuid.UUID
+    priority: int | None
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class NewTask:
     scheduler_id: str
     organisation: str
@@ -190,14 +199,16 @@ class TaskQueue:
             }
             return self._insert(connection, row)
 
-    def _queued_by_hash(self, connection: Connection, scheduler_id: str, task_hash: str) -> Row[Any] | None:
+    def _queued_by_hash(self, connection: Connection, scheduler_id: str, task_hash: str) -> QueuedTwin | None:
+        # No ORDER BY: pushes keep at most one QUEUED task per hash, and without one SQLite always takes the
+        # (scheduler_id, hash) partial index, even before ANALYZE has run.
         statement = (
             select(tasks.c.id, tasks.c.priority, tasks.c.data)
             .where(tasks.c.scheduler_id == scheduler_id, tasks.c.hash == task_hash, IS_QUEUED)
-            .order_by(tasks.c.created_at.desc())
             .limit(1)
         )
-        return connection.execute(statement).first()
+        row = connection.execute(statement).first()
+        return QueuedTwin(row.id, row.priority, row.data) if row is not None else None
 
     def _check_capacity(self, connection: Connection, scheduler_id: str, priority: int) -> None:
         policy = self.policy(scheduler_id)

@@ -1,4 +1,4 @@
-"""The tables. One definition, mapped once: SQLModel classes whose ``__table__`` the hot paths use through Core.
+"""The tables, defined once: SQLModel classes whose ``__table__`` the hot paths use through Core.
 
 Index order is pop order: ``(scheduler_id, priority, created_at)`` over QUEUED rows only, so a pop reads the
 best task straight off the index however many tasks have finished.
@@ -27,7 +27,13 @@ class TaskRow(SQLModel, table=True):
             sqlite_where=QUEUED_ONLY,
             postgresql_where=QUEUED_ONLY,
         ),
-        Index("ix_tasks_queued_hash", "scheduler_id", "hash", sqlite_where=QUEUED_ONLY, postgresql_where=QUEUED_ONLY),
+        Index(
+            "ix_tasks_queued_hash",
+            "scheduler_id",
+            "hash",
+            sqlite_where=QUEUED_ONLY,
+            postgresql_where=QUEUED_ONLY,
+        ),
         Index("ix_tasks_hash", "hash"),
         Index("ix_tasks_organisation", "organisation"),
         Index("ix_tasks_status_modified", "status", "modified_at"),
@@ -80,7 +86,9 @@ class TaskEventRow(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    task_id: uuid.UUID = Field(sa_column=Column(Uuid, ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False))
+    task_id: uuid.UUID = Field(
+        sa_column=Column(Uuid, ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False)
+    )
     status: str = Field(sa_column=Column(String(16), nullable=False))
     changed_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     reason: str | None = Field(default=None, sa_column=Column(String, nullable=True))
@@ -96,3 +104,39 @@ tasks = _table(TaskRow)
 schedules = _table(ScheduleRow)
 task_events = _table(TaskEventRow)
 metadata = SQLModel.metadata
+
+
+class PluginSeenRow(SQLModel, table=True):
+    """Boefjes whose objects the new-plugins planner has enumerated, per organisation.
+
+    Kept in the database, not in memory as the original did, so a restart does not count every enabled boefje
+    as new again and enumerate every object of every organisation.
+    """
+
+    __tablename__ = "plugins_seen"
+
+    organisation: str = Field(sa_column=Column(String, primary_key=True))
+    plugin_id: str = Field(sa_column=Column(String, primary_key=True))
+    first_seen_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+
+
+plugins_seen = _table(PluginSeenRow)
+
+
+class DaemonStateRow(SQLModel, table=True):
+    """One row per running daemon (host and pid): when it started, its last heartbeat, and what its components
+    are doing, so that `katsched status` can show a daemon it cannot talk to."""
+
+    __tablename__ = "daemon_state"
+
+    id: str = Field(sa_column=Column(String, primary_key=True))
+    hostname: str = Field(sa_column=Column(String, nullable=False))
+    pid: int = Field(nullable=False)
+    version: str = Field(sa_column=Column(String, nullable=False))
+    started_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    heartbeat_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    stopped_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    components: dict[str, Any] = Field(sa_column=Column(JsonDocument, nullable=False))
+
+
+daemon_state = _table(DaemonStateRow)

@@ -14,7 +14,7 @@ JsonDocument: TypeEngine[Any] = JSON().with_variant(JSONB(), "postgresql")
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC in, timezone-aware UTC out, on SQLite (which has no time zones) as on PostgreSQL.
 
-    SQLite stores the text form, which sorts chronologically because every value is UTC and has the same shape.
+    SQLite stores the text form, which sorts chronologically as every value is UTC and has the same shape.
     """
 
     impl = DateTime(timezone=True)

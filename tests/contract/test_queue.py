@@ -9,7 +9,7 @@ from sqlalchemy import Engine, func, select
 
 from katsched.core.models import PushPolicy, TaskStatus
 from katsched.errors import InvalidItem, InvalidTransition, NotAllowed, NotFound, QueueFull
-from katsched.store.queue import NewTask, TaskQueue, TaskQuery
+from katsched.store.queue import NewTask, TaskQuery, TaskQueue
 from katsched.store.tables import task_events
 from katsched.testing import FakeClock
 
@@ -29,7 +29,9 @@ def queue(engine: Engine, clock: FakeClock) -> TaskQueue:
     return TaskQueue(engine, clock)
 
 
-def push(queue: TaskQueue, data: dict[str, Any], priority: int = 10, scheduler: str = "boefje", org: str = "org1"):
+def push(
+    queue: TaskQueue, data: dict[str, Any], priority: int = 10, scheduler: str = "boefje", org: str = "org1"
+):
     return queue.push(NewTask(scheduler, org, priority, data))
 
 
@@ -105,7 +107,9 @@ def test_maxsize_refuses_automatic_tasks_but_not_manual_ones(engine: Engine, clo
     assert queue.qsize("boefje") == 3
 
 
-def test_pop_serves_lowest_priority_then_oldest_and_returns_dispatched(queue: TaskQueue, clock: FakeClock) -> None:
+def test_pop_serves_lowest_priority_then_oldest_and_returns_dispatched(
+    queue: TaskQueue, clock: FakeClock
+) -> None:
     late_urgent = []
     for ooi, priority in [("a", 20), ("b", 10), ("c", 10), ("d", 30)]:
         late_urgent.append(push(queue, boefje(ooi), priority))
@@ -132,7 +136,9 @@ def test_pop_applies_filters(queue: TaskQueue) -> None:
 
     push(queue, boefje("a", boefje_id="nmap"))
     wanted = push(queue, boefje("b", boefje_id="dns-records"))
-    document = {"filters": [{"column": "data", "field": "boefje__id", "operator": "in", "value": ["dns-records"]}]}
+    document = {
+        "filters": [{"column": "data", "field": "boefje__id", "operator": "in", "value": ["dns-records"]}]
+    }
     popped = queue.pop("boefje", limit=5, filters=parse_filter_request(document, "task"))
     assert [t.id for t in popped] == [wanted.id]
     assert queue.qsize("boefje") == 1
@@ -143,7 +149,9 @@ def test_a_deduplication_group_is_handed_out_together_but_never_jumps_the_queue(
 ) -> None:
     key = str(uuid.uuid4())
     urgent = push(queue, boefje("x"), priority=5)
-    group = [push(queue, boefje("g", org=f"org{i}", deduplication_key=key), 50, org=f"org{i}") for i in range(3)]
+    group = [
+        push(queue, boefje("g", org=f"org{i}", deduplication_key=key), 50, org=f"org{i}") for i in range(3)
+    ]
     other = push(queue, boefje("y"), priority=60)
     assert [t.id for t in queue.pop("boefje", limit=1)] == [urgent.id]
     assert {t.id for t in queue.pop("boefje", limit=10)} == {t.id for t in group}
@@ -166,7 +174,9 @@ def test_peek_shows_without_claiming(queue: TaskQueue) -> None:
     assert queue.get(task.id).status is S.QUEUED
 
 
-def test_status_changes_follow_the_table_and_are_recorded(queue: TaskQueue, clock: FakeClock, engine: Engine) -> None:
+def test_status_changes_follow_the_table_and_are_recorded(
+    queue: TaskQueue, clock: FakeClock, engine: Engine
+) -> None:
     task = push(queue, boefje("a"))
     with pytest.raises(InvalidTransition, match="from queued to running"):
         queue.set_status(task.id, S.RUNNING)
@@ -182,7 +192,13 @@ def test_status_changes_follow_the_table_and_are_recorded(queue: TaskQueue, cloc
         queue.set_status(task.id, S.QUEUED)
     assert done.status is S.COMPLETED
     history = queue.history(task.id)
-    assert [status for status, _at, _reason in history] == [S.QUEUED, S.DISPATCHED, S.RUNNING, S.RUNNING, S.COMPLETED]
+    assert [status for status, _at, _reason in history] == [
+        S.QUEUED,
+        S.DISPATCHED,
+        S.RUNNING,
+        S.RUNNING,
+        S.COMPLETED,
+    ]
     assert history[-1][2] == "ok"
     with engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(task_events)).scalar_one() == 5
@@ -212,7 +228,9 @@ def test_cancel_queued_touches_only_the_matching_organisation(queue: TaskQueue) 
     mine = push(queue, boefje("Hostname|x"))
     theirs = push(queue, boefje("Hostname|x", org="org2"), org="org2")
     other = push(queue, boefje("Hostname|y"))
-    cancelled = queue.cancel_queued("boefje", "org1", [tasks.c.data["input_ooi"].as_string() == "Hostname|x"], "gone")
+    cancelled = queue.cancel_queued(
+        "boefje", "org1", [tasks.c.data["input_ooi"].as_string() == "Hostname|x"], "gone"
+    )
     assert cancelled == [mine.id]
     assert queue.get(theirs.id).status is S.QUEUED and queue.get(other.id).status is S.QUEUED
     assert queue.history(mine.id)[-1][2] == "gone"
@@ -221,7 +239,9 @@ def test_cancel_queued_touches_only_the_matching_organisation(queue: TaskQueue) 
 def test_list_filters_paginates_and_counts(queue: TaskQueue, clock: FakeClock) -> None:
     created = []
     for i in range(5):
-        created.append(push(queue, boefje(f"ooi{i}", org="org1" if i % 2 else "org2"), org="org1" if i % 2 else "org2"))
+        created.append(
+            push(queue, boefje(f"ooi{i}", org="org1" if i % 2 else "org2"), org="org1" if i % 2 else "org2")
+        )
         clock.advance(timedelta(minutes=1))
     page = queue.list_tasks(TaskQuery(limit=2))
     assert page.count == 5 and [t.id for t in page.tasks] == [created[4].id, created[3].id]
@@ -229,7 +249,7 @@ def test_list_filters_paginates_and_counts(queue: TaskQueue, clock: FakeClock) -
     assert [t.id for t in queue.list_tasks(TaskQuery(input_ooi="ooi3")).tasks] == [created[3].id]
     window = TaskQuery(min_created_at=created[1].created_at, max_created_at=created[2].created_at)
     assert {t.id for t in queue.list_tasks(window).tasks} == {created[1].id, created[2].id}
-    assert queue.list_tasks(TaskQuery(limit=0)) .count == 5
+    assert queue.list_tasks(TaskQuery(limit=0)).count == 5
     queue.pop("boefje")
     assert queue.list_tasks(TaskQuery(status=S.DISPATCHED)).count == 1
 

@@ -27,6 +27,8 @@ def katsched(config_file: Path) -> Run:
         if config:
             command += ["--config", str(config_file)]
         env = {**os.environ, "COLUMNS": str(columns)}
-        return subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=60, check=False, env=env)
+        return subprocess.run(
+            command, input=stdin, capture_output=True, text=True, timeout=60, check=False, env=env
+        )
 
     return run

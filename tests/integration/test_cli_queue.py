@@ -9,7 +9,9 @@ from tests.integration.conftest import Run
 
 pytestmark = pytest.mark.integration
 
-DNS = '{"boefje": {"id": "dns-records"}, "input_ooi": "Hostname|internet|example.com", "organization": "org1"}'
+DNS = (
+    '{"boefje": {"id": "dns-records"}, "input_ooi": "Hostname|internet|example.com", "organization": "org1"}'
+)
 
 
 def push(katsched: Run, data: str = DNS, *extra: str) -> dict:
@@ -57,7 +59,9 @@ def test_pop_with_a_filter(katsched: Run) -> None:
     push(katsched)
     push(katsched, DNS.replace("dns-records", "nmap"))
     filters = '[{"column": "data", "field": "boefje__id", "operator": "==", "value": "nmap"}]'
-    popped = json.loads(katsched("queue", "pop", "-s", "boefje", "-n", "5", "--filter", filters, "--json").stdout)
+    popped = json.loads(
+        katsched("queue", "pop", "-s", "boefje", "-n", "5", "--filter", filters, "--json").stdout
+    )
     assert [t["data"]["boefje"]["id"] for t in popped] == ["nmap"]
 
 
@@ -66,14 +70,31 @@ def test_pop_with_a_filter(katsched: Run) -> None:
     [
         (("queue", "push", "-s", "boefje", "-o", "org1", "--data", "{nope"), 2, "not valid JSON"),
         (("queue", "push", "-s", "boefje", "-o", "org1", "--data", "{}"), 2, "not a valid BoefjeTask"),
-        (("queue", "push", "-s", "boefje", "-o", "org1", "--priority", "0", "--data", DNS), 2, "non-zero priority"),
+        (
+            ("queue", "push", "-s", "boefje", "-o", "org1", "--priority", "0", "--data", DNS),
+            2,
+            "non-zero priority",
+        ),
         (("queue", "push", "-s", "boefje", "-o", "org1", "--data", "@/does/not/exist"), 2, "cannot read"),
-        (("queue", "pop", "-s", "boefje", "--filter", '[{"column": "nope", "operator": "==", "value": 1}]'), 2, "nope"),
+        (
+            (
+                "queue",
+                "pop",
+                "-s",
+                "boefje",
+                "--filter",
+                '[{"column": "nope", "operator": "==", "value": 1}]',
+            ),
+            2,
+            "nope",
+        ),
         (("queue", "pop", "-s", "nope"), 2, "nope"),
         (("tasks", "show", "00000000-0000-0000-0000-000000000001"), 3, "task not found"),
     ],
 )
-def test_errors_are_one_line_with_a_stable_exit_code(katsched: Run, args: tuple[str, ...], code: int, message: str) -> None:
+def test_errors_are_one_line_with_a_stable_exit_code(
+    katsched: Run, args: tuple[str, ...], code: int, message: str
+) -> None:
     result = katsched(*args)
     assert result.returncode == code, result.stderr
     assert message in result.stderr

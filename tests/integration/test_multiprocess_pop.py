@@ -44,7 +44,8 @@ from katsched.store.queue import NewTask, TaskQueue
 
 queue = TaskQueue(build_engine(sys.argv[1]), SystemClock())
 for i in range(int(sys.argv[2])):
-    queue.push(NewTask("boefje", "org2", 5, {"boefje": {"id": "late"}, "input_ooi": f"o{i}", "organization": "org2"}))
+    data = {"boefje": {"id": "late"}, "input_ooi": f"o{i}", "organization": "org2"}
+    queue.push(NewTask("boefje", "org2", 5, data))
 """
 
 
@@ -53,7 +54,9 @@ def seed(url: str, clock: FakeClock) -> None:
     upgrade(engine)
     rows = []
     for i in range(TASKS):
-        payload = BoefjeTask(boefje=Boefje(id="dns"), input_ooi=f"Hostname|internet|h{i}", organization="org1")
+        payload = BoefjeTask(
+            boefje=Boefje(id="dns"), input_ooi=f"Hostname|internet|h{i}", organization="org1"
+        )
         rows.append(
             {
                 "id": payload.id,

@@ -86,7 +86,7 @@ def test_forbidden_transitions_name_the_allowed_moves(current: TaskStatus, new: 
 
 
 def test_terminal_states_allow_nothing_not_even_a_heartbeat() -> None:
-    assert TERMINAL == {S.COMPLETED, S.FAILED, S.CANCELLED}
+    assert {S.COMPLETED, S.FAILED, S.CANCELLED} == TERMINAL
     assert all(allowed_moves(status) == frozenset() for status in TERMINAL)
 
 
@@ -99,7 +99,11 @@ def test_lease_expiry_per_status() -> None:
     assert not lease_expired(S.QUEUED, NOW - timedelta(days=30), NOW, dispatch, run)
 
 
-BOEFJE_DATA = {"boefje": {"id": "dns-records"}, "input_ooi": "Hostname|internet|example.com", "organization": "org1"}
+BOEFJE_DATA = {
+    "boefje": {"id": "dns-records"},
+    "input_ooi": "Hostname|internet|example.com",
+    "organization": "org1",
+}
 
 
 def test_validated_hash_refuses_missing_or_zero_priority_and_bad_data() -> None:
@@ -127,7 +131,11 @@ def test_negative_priorities_are_accepted() -> None:
     ],
 )
 def test_push_policy_allows(
-    policy: PushPolicy, existing: tuple[int, dict[str, int]] | None, priority: int, data: dict[str, int], expected: PushAction
+    policy: PushPolicy,
+    existing: tuple[int, dict[str, int]] | None,
+    priority: int,
+    data: dict[str, int],
+    expected: PushAction,
 ) -> None:
     assert decide_push(policy, existing, priority, data) is expected
 
@@ -160,7 +168,7 @@ def test_align_ids_fills_one_id_from_the_other_and_refuses_conflicts() -> None:
     assert align_ids(SchedulerKind.BOEFJE, None, {"id": str(other)})[0] == other
     generated, data = align_ids(SchedulerKind.NORMALIZER, None, {})
     assert data["id"] == str(generated)
-    with pytest.raises(InvalidItem, match="does not match data.id"):
+    with pytest.raises(InvalidItem, match=r"does not match data\.id"):
         align_ids(SchedulerKind.BOEFJE, one, {"id": str(other)})
     with pytest.raises(InvalidItem, match="not a valid UUID"):
         align_ids(SchedulerKind.BOEFJE, None, {"id": "nope"})

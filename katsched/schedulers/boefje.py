@@ -1,0 +1,369 @@
+"""The boefje planner (SPEC §3): scan-profile mutations, newly enabled boefjes and due schedules → tasks.
+
+Every trigger turns into candidates (a boefje, an object, an organisation) that share one pipeline: gather
+the facts in bulk (newest task per hash; Bytes only where our history cannot tell), decide with the pure
+rules, push the winners in one transaction, each with its schedule and next deadline.
+"""
+
+import logging
+import random
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from pydantic import ValidationError
+
+from katsched.clock import Clock
+from katsched.core.deadlines import Uniform
+from katsched.core.models import (
+    OOI,
+    BoefjeMeta,
+    BoefjeTask,
+    MutationOperation,
+    Plugin,
+    ScanProfileMutation,
+    Schedule,
+    Task,
+)
+from katsched.core.ports import (
+    ObjectGraph,
+    PluginCatalog,
+    PushOutcome,
+    PushResult,
+    RawDataIndex,
+    ScheduleStore,
+    SeenPlugins,
+    TaskDraft,
+    TaskStore,
+)
+from katsched.core.rules import (
+    Action,
+    BoefjeRunFacts,
+    Decision,
+    Reason,
+    boefje_permission,
+    decide_boefje_run,
+    schedule_still_valid,
+    when_last_ran,
+)
+from katsched.schedulers.boefje_plan import (
+    BoefjePlannerSettings,
+    Candidate,
+    candidate,
+    consumed_types,
+    deferred_deadline,
+    needs_bytes,
+    precheck,
+    rank,
+    scan_levels,
+    schedule_link,
+)
+from katsched.schedulers.common import (
+    DEDUPLICATED,
+    INVALID_DATA,
+    NO_VALUE,
+    Planned,
+    batched,
+    deferring,
+    push_and_record,
+)
+from katsched.schedulers.dedup import DuplicateOrganisations
+from katsched.schedulers.summary import PlanSummary
+
+logger = logging.getLogger("katsched.schedulers")
+
+SCHEDULER = "boefje"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    candidate: Candidate
+    decision: Decision
+    last_run_at: datetime | None
+    outcome: PushOutcome | None = None  # when it ran: what the queue did with its task
+
+
+class _Lookups:
+    """Plugins and objects asked once per planner run: many schedules share a boefje or an object."""
+
+    def __init__(self, catalog: PluginCatalog, objects: ObjectGraph) -> None:
+        self._catalog = catalog
+        self._objects = objects
+        self._plugins: dict[tuple[str, str], Plugin | None] = {}
+        self._oois: dict[tuple[str, str], OOI | None] = {}
+
+    def plugin(self, organisation: str, plugin_id: str) -> Plugin | None:
+        key = (organisation, plugin_id)
+        if key not in self._plugins:
+            self._plugins[key] = self._catalog.plugin(organisation, plugin_id)
+        return self._plugins[key]
+
+    def ooi(self, organisation: str, reference: str, now: datetime) -> OOI | None:
+        key = (organisation, reference)
+        if key not in self._oois:
+            self._oois[key] = self._objects.get_object(organisation, reference, valid_time=now)
+        return self._oois[key]
+
+
+class BoefjePlanner:
+    def __init__(
+        self,
+        *,
+        tasks: TaskStore,
+        schedules: ScheduleStore,
+        seen: SeenPlugins,
+        catalog: PluginCatalog,
+        objects: ObjectGraph,
+        raw_data: RawDataIndex,
+        clock: Clock,
+        settings: BoefjePlannerSettings | None = None,
+        uniform: Uniform = random.uniform,
+    ) -> None:
+        self._tasks = tasks
+        self._schedules = schedules
+        self._seen = seen
+        self._catalog = catalog
+        self._objects = objects
+        self._raw_data = raw_data
+        self._clock = clock
+        self._settings = settings or BoefjePlannerSettings()
+        self._uniform = uniform
+        self._duplicates = DuplicateOrganisations(catalog, objects, clock, self._settings.configs_cache_ttl)
+
+    # -- triggers ------------------------------------------------------------------------------------------
+
+    def plan_for_mutation(self, mutation: ScanProfileMutation) -> PlanSummary:
+        """A created or updated object → its organisation's boefjes that take it; a deleted one (Octopoes
+        sends `value: null`) → cancel that organisation's queued tasks for it."""
+        return self.plan_for_mutations([mutation])
+
+    def plan_for_mutations(self, mutations: Sequence[ScanProfileMutation]) -> PlanSummary:
+        """Several mutations (a batch of messages) in order, as if one by one, but the candidates of
+        consecutive creates and updates share one lookup and one push; a delete first pushes what came
+        before it, then cancels."""
+        summary = PlanSummary("boefje.mutation")
+        pending: list[Candidate] = []
+        with deferring(summary.planner, ",".join(sorted({m.client_id for m in mutations}))):
+            for mutation in mutations:
+                if mutation.operation is MutationOperation.DELETE:
+                    self._plan(pending, summary, self._clock.now())
+                    pending = []
+                    self._cancel_for_deleted(mutation, summary)
+                elif mutation.value is None:
+                    summary.skip(NO_VALUE)
+                    logger.info(
+                        "mutation_without_value org=%s input_ooi=%s", mutation.client_id, mutation.primary_key
+                    )
+                else:
+                    boefjes = self._catalog.boefjes_consuming(mutation.client_id, mutation.value.object_type)
+                    pending += [
+                        candidate(b, mutation.client_id, mutation.value, operation=mutation.operation)
+                        for b in boefjes
+                    ]
+            self._plan(pending, summary, self._clock.now())
+        return summary
+
+    def plan_new_plugins(self, organisation_id: str) -> PlanSummary:
+        """Boefjes enabled since the last run → a task per object they may scan. A boefje counts as seen once
+        its objects are all planned (kept in the database); a disabled one is forgotten, so enabling it
+        again counts as new."""
+        summary = PlanSummary("boefje.new_plugins")
+        with deferring(summary.planner, organisation_id):
+            enabled = {p.id: p for p in self._catalog.enabled_boefjes(organisation_id) if consumed_types(p)}
+            seen = self._seen.seen(organisation_id)
+            self._seen.forget(organisation_id, seen - enabled.keys())
+            for plugin_id in sorted(enabled.keys() - seen):
+                self._enumerate(enabled[plugin_id], organisation_id, summary)
+                self._seen.mark_seen(organisation_id, [plugin_id], self._clock.now())
+                logger.info("plugin_enumerated org=%s plugin=%s", organisation_id, plugin_id)
+        return summary
+
+    def reschedule_due(self, organisation_id: str) -> PlanSummary:
+        """Due schedules, oldest deadline first, a batch at a time until none is left; each either pushes
+        its task, is disabled (plugin or object gone, no longer consumed or permitted) or is deferred."""
+        summary = PlanSummary("boefje.reschedule")
+        lookups = _Lookups(self._catalog, self._objects)
+        size = self._settings.reschedule_batch_size
+        with deferring(summary.planner, organisation_id):
+            while True:
+                due = self._schedules.due(SCHEDULER, size, organisation_id)
+                still_due = self._reschedule_batch(due, summary, lookups)
+                if len(due) < size or still_due:  # those left due would only come back first
+                    break
+        return summary
+
+    def rerank_queued(self, organisation_id: str) -> int:
+        """Re-rank the waiting automatic tasks (priority above 1) as time makes them staler; how many
+        changed. A task whose last run only Bytes knew keeps the rank it was pushed with."""
+        with deferring("boefje.rerank", organisation_id):
+            now = self._clock.now()
+            changes: dict[uuid.UUID, int] = {}
+            for queued in self._tasks.queued_ranks(SCHEDULER, organisation_id):
+                if queued.last_run_at is None:
+                    continue
+                priority = rank(self._settings, queued.last_run_at, queued.created_at, now)
+                if priority != queued.priority:
+                    changes[queued.task_id] = priority
+            changed = self._tasks.set_priorities(changes)
+        logger.debug("tasks_reranked scheduler=boefje org=%s changed=%d", organisation_id, changed)
+        return changed
+
+    # -- the triggers' own steps ---------------------------------------------------------------------------
+
+    def _cancel_for_deleted(self, mutation: ScanProfileMutation, summary: PlanSummary) -> None:
+        organisation, reference = mutation.client_id, mutation.primary_key
+        cancelled = self._tasks.cancel_queued_for_object(
+            SCHEDULER, organisation, reference, Reason.OOI_DELETED
+        )
+        summary.cancelled += len(cancelled)
+        logger.info(
+            "tasks_cancelled scheduler=boefje org=%s input_ooi=%s count=%d reason=%s",
+            organisation, reference, len(cancelled), Reason.OOI_DELETED.value,
+        )  # fmt: skip
+
+    def _enumerate(self, plugin: Plugin, organisation: str, summary: PlanSummary) -> None:
+        if plugin.scan_level is None:
+            summary.skip(Reason.PLUGIN_SCAN_LEVEL_UNKNOWN)
+            return
+        levels, valid_time = scan_levels(plugin), self._clock.now()
+        listed = self._objects.objects(organisation, consumed_types(plugin), levels, valid_time=valid_time)
+        for oois in batched(listed, self._settings.reschedule_batch_size):
+            self._plan([candidate(plugin, organisation, ooi) for ooi in oois], summary, self._clock.now())
+
+    def _reschedule_batch(self, due: Sequence[Schedule], summary: PlanSummary, lookups: _Lookups) -> int:
+        """Push, disable or defer each due schedule; how many are still due afterwards."""
+        now = self._clock.now()
+        candidates: list[Candidate] = []
+        disabled: dict[uuid.UUID, str] = {}
+        for schedule in due:
+            found = self._from_schedule(schedule, lookups, now)
+            if isinstance(found, Candidate):
+                candidates.append(found)
+            else:
+                disabled[schedule.id] = found
+        self._disable(disabled, summary)
+        deadlines: dict[uuid.UUID, datetime] = {}
+        still_due = 0
+        for verdict in self._plan(candidates, summary, now):
+            item = verdict.candidate
+            assert item.schedule is not None
+            if verdict.outcome is not None and verdict.outcome.result is PushResult.PUSHED:
+                continue
+            if verdict.outcome is not None and verdict.outcome.result is PushResult.QUEUE_FULL:
+                still_due += 1  # tried again at the next run, oldest first
+                continue
+            next_at = deferred_deadline(
+                item, verdict.decision, verdict.last_run_at, now, self._settings, self._uniform
+            )
+            deadlines[item.schedule.id] = next_at
+            still_due += next_at <= now
+        self._schedules.set_deadlines(deadlines)
+        return still_due
+
+    def _from_schedule(self, schedule: Schedule, lookups: _Lookups, now: datetime) -> Candidate | str:
+        """The due schedule's candidate, or the reason to disable the schedule."""
+        try:
+            task = BoefjeTask.model_validate(schedule.data)
+        except ValidationError:
+            return INVALID_DATA
+        organisation, reference = schedule.organisation, task.input_ooi
+        plugin = lookups.plugin(organisation, task.boefje.id)
+        by_plugin_alone = schedule_still_valid(plugin, None, expects_ooi=False)
+        if by_plugin_alone.action is Action.DISABLE:  # then Octopoes need not be asked
+            return by_plugin_alone.reason
+        ooi = lookups.ooi(organisation, reference, now) if reference else None
+        validity = schedule_still_valid(plugin, ooi, expects_ooi=reference is not None)
+        if validity.action is Action.DISABLE:
+            return validity.reason
+        assert plugin is not None  # schedule_still_valid disables a schedule whose plugin is gone
+        return candidate(plugin, organisation, ooi, input_ooi=reference, schedule=schedule)
+
+    def _disable(self, disabled: dict[uuid.UUID, str], summary: PlanSummary) -> None:
+        self._schedules.disable(disabled.keys())
+        for schedule_id, reason in disabled.items():
+            summary.disable(reason)
+            logger.info("schedule_disabled schedule_id=%s scheduler=boefje reason=%s", schedule_id, reason)
+
+    # -- the pipeline every trigger shares -----------------------------------------------------------------
+
+    def _plan(self, candidates: Sequence[Candidate], summary: PlanSummary, now: datetime) -> list[Verdict]:
+        """Decide each candidate, push the ones that run (in one transaction); a verdict per candidate."""
+        if not candidates:
+            return []
+        latest = self._tasks.latest_by_hash(SCHEDULER, {item.hash for item in candidates})
+        runs_seen: dict[str, BoefjeMeta | None] = {}  # Bytes asked once per hash, if a batch repeats one
+        verdicts = [self._decide(item, latest.get(item.hash), runs_seen, now) for item in candidates]
+        for verdict in verdicts:
+            if not verdict.decision.runs:
+                summary.skip(verdict.decision.reason)
+                logger.debug(
+                    "task_skipped scheduler=boefje org=%s boefje=%s input_ooi=%s reason=%s",
+                    verdict.candidate.organisation, verdict.candidate.plugin.id,
+                    verdict.candidate.task.input_ooi, verdict.decision.reason,
+                )  # fmt: skip
+        runs = [verdict for verdict in verdicts if verdict.decision.runs]
+        outcomes = iter(self._push(runs, summary, now))
+        return [replace(v, outcome=next(outcomes)) if v.decision.runs else v for v in verdicts]
+
+    def _decide(
+        self, item: Candidate, latest: Task | None, runs_seen: dict[str, BoefjeMeta | None], now: datetime
+    ) -> Verdict:
+        refused = precheck(item)
+        if refused is not None:
+            return Verdict(item, refused, None)
+        if needs_bytes(latest) and item.hash not in runs_seen:
+            runs_seen[item.hash] = self._raw_data.last_run(
+                item.plugin.id, item.task.input_ooi, item.organisation
+            )
+        last_run_at = when_last_ran(latest, runs_seen.get(item.hash))
+        facts = BoefjeRunFacts(
+            plugin=item.plugin,
+            ooi=item.ooi,
+            operation=item.operation,
+            last_run_at=last_run_at,
+            latest_status=latest.status if latest is not None else None,
+            latest_modified_at=latest.modified_at if latest is not None else None,
+        )
+        return Verdict(item, decide_boefje_run(facts, self._settings.policy, now), last_run_at)
+
+    def _push(self, runs: Sequence[Verdict], summary: PlanSummary, now: datetime) -> list[PushOutcome]:
+        """Push each run's task (after its duplicates in other organisations); the runs' own outcomes."""
+        groups = [self._with_duplicates(verdict, now) for verdict in runs]
+        wanted = {item.hash for group in groups for item, _ in group if item.recurs and item.schedule is None}
+        found = self._schedules.by_hashes(wanted) if wanted else {}
+        planned: list[Planned] = []
+        own: list[int] = []
+        for verdict, group in zip(runs, groups, strict=True):
+            priority = rank(self._settings, verdict.last_run_at, now, now)
+            for item, reason in group:
+                link = schedule_link(item, found.get(item.hash), now, self._settings, self._uniform)
+                data = item.task.model_dump(mode="json")
+                draft = TaskDraft(SCHEDULER, item.organisation, priority, data, item.task.id, link)
+                planned.append(Planned(draft, reason))
+            own.append(len(planned) - 1)  # the run's own task comes last in its group
+        outcomes = push_and_record(self._tasks, planned, summary)
+        return [outcomes[index] for index in own]
+
+    def _with_duplicates(self, verdict: Verdict, now: datetime) -> list[tuple[Candidate, str]]:
+        """The run, preceded by one task per other organisation it can serve, all sharing the run's id as
+        `deduplication_key`; just the run when there are none. The run's plugin decides the permission."""
+        item, reason = verdict.candidate, verdict.decision.reason
+        reference = item.task.input_ooi
+        if not reference:
+            return [(item, reason)]
+        others = self._duplicates.configured(item.organisation, item.plugin.id)
+        holding = self._duplicates.holding(reference, others, now) if others else {}
+        twins = [
+            candidate(item.plugin, organisation, ooi)
+            for organisation, ooi in sorted(holding.items())
+            if boefje_permission(item.plugin, ooi).runs
+        ]
+        if not twins:
+            return [(item, reason)]
+        key = item.task.id
+
+        def grouped(member: Candidate) -> Candidate:
+            return replace(member, task=member.task.model_copy(update={"deduplication_key": key}))
+
+        return [(grouped(twin), DEDUPLICATED) for twin in twins] + [(grouped(item), reason)]

@@ -1,0 +1,80 @@
+"""What the planners share: pushing a batch with one log line per task, and deferring on outages."""
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import islice
+from typing import TypeVar
+
+from katsched.core.ports import PushOutcome, PushResult, TaskDraft, TaskStore
+from katsched.errors import ServiceError, StorageError
+from katsched.schedulers.summary import PlanSummary
+
+logger = logging.getLogger("katsched.schedulers")
+
+T = TypeVar("T")
+
+# The planners' own reasons, beside those of `katsched.core.rules.Reason` and `PushResult`.
+INVALID_DATA = "invalid_data"  # a schedule whose data no longer parses as its task type
+NO_VALUE = "no_value"  # a create/update mutation without the object
+ERROR_MIME_TYPE = "error_mime_type"  # a raw file that records a boefje's failure
+ALREADY_PLANNED = "already_planned"  # a normalizer task exists for this very raw file
+DEDUPLICATED = "deduplicated"  # pushed for another organisation that has the same object and settings
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A draft and why it is pushed (the reason of the decision), for the log line."""
+
+    draft: TaskDraft
+    reason: str
+
+
+@contextmanager
+def deferring(planner: str, organisation: str) -> Iterator[None]:
+    """Log one line when a KAT service or the database fails, then let the error propagate: the caller defers
+    the work (the RabbitMQ consumer requeues the message; a recurring job tries again at its next run).
+    Batches committed before the failure stay committed; running the same input again skips them."""
+    try:
+        yield
+    except (ServiceError, StorageError) as exc:
+        logger.warning("planner_deferred planner=%s org=%s error=%r", planner, organisation, str(exc))
+        raise
+
+
+def push_and_record(store: TaskStore, planned: Sequence[Planned], summary: PlanSummary) -> list[PushOutcome]:
+    """Push the drafts in one transaction; count and log each outcome."""
+    outcomes = store.push_many([item.draft for item in planned])
+    for item, outcome in zip(planned, outcomes, strict=True):
+        draft = item.draft
+        if outcome.result is PushResult.PUSHED and outcome.task is not None:
+            summary.created += 1
+            logger.info(
+                "task_pushed task_id=%s scheduler=%s org=%s priority=%d schedule_id=%s reason=%s",
+                outcome.task.id, draft.scheduler_id, draft.organisation, draft.priority,
+                outcome.task.schedule_id, item.reason,
+            )  # fmt: skip
+        else:
+            summary.skip(outcome.result.value)
+            logger.debug(
+                "task_skipped scheduler=%s org=%s subject=%s reason=%s",
+                draft.scheduler_id, draft.organisation, _describe(draft), outcome.result.value,
+            )  # fmt: skip
+    return outcomes
+
+
+def _describe(draft: TaskDraft) -> str:
+    """What the task is about: `plugin:object` (boefje), `plugin:raw file` (normalizer), or the recipe."""
+    data = draft.data
+    for key in ("boefje", "normalizer"):
+        if isinstance(data.get(key), dict):
+            return f"{data[key].get('id')}:{data.get('input_ooi') or data.get('raw_data', {}).get('id')}"
+    return str(data.get("report_recipe_id"))
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of at most `size` items (itertools.batched arrived in Python 3.12)."""
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch

@@ -1,0 +1,210 @@
+"""Pushing a planner's batch of drafts in one transaction: the queue's push rules, for many tasks at once.
+
+The rules are those of `katsched.core.push`, as in `TaskQueue.push`; only the statements are batched: one
+query for the queued duplicates of the whole batch, then one INSERT each for the new schedules, the tasks and
+their status events, and one UPDATE for the schedules that were found. Rescheduling 500 due schedules is then
+a handful of statements in one transaction instead of 1,500 transactions, and a batch is committed whole or
+not at all, so a task is never left queued without the schedule deadline that goes with it.
+"""
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, String, bindparam, func, insert, literal_column, select, update
+
+from katsched.core.models import PushPolicy, SchedulerKind, Task, TaskStatus
+from katsched.core.ports import PushOutcome, PushResult, TaskDraft
+from katsched.core.push import PushAction, align_ids, check_capacity, decide_push, validated_hash
+from katsched.errors import NotAllowed, QueueFull
+from katsched.store.queue import IS_QUEUED, scheduler_kind
+from katsched.store.tables import schedules, task_events, tasks
+
+PolicyFor = Callable[[str], PushPolicy]
+
+# SQLite without statistics answers `status = 'queued' AND hash IN (…)` from ix_tasks_status_modified, reading
+# every queued task; comparing the status as an expression keeps it on ix_tasks_hash (a few rows per hash).
+_STILL_QUEUED = tasks.c.status.concat(literal_column("''")) == literal_column(f"'{TaskStatus.QUEUED.value}'")
+_QUEUED_BY_HASH = (
+    select(tasks.c.id, tasks.c.hash, tasks.c.priority, tasks.c.data)
+    .where(
+        tasks.c.scheduler_id == bindparam("scheduler_id"),
+        tasks.c.hash.in_(bindparam("hashes", expanding=True)),
+        _STILL_QUEUED,
+    )
+    .order_by(tasks.c.created_at)
+)
+_LINK_SCHEDULE = (
+    update(schedules)
+    .where(schedules.c.id == bindparam("_id"))
+    .values(
+        deadline_at=bindparam("_deadline_at"),
+        schedule=func.coalesce(bindparam("_cron", type_=String()), schedules.c.schedule),
+        modified_at=bindparam("_now"),
+    )
+)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    draft: TaskDraft
+    kind: SchedulerKind
+    task_id: uuid.UUID
+    data: dict[str, Any]
+    hash: str
+
+
+@dataclass(frozen=True)
+class _Queued:
+    id: uuid.UUID
+    priority: int | None
+    data: Any
+
+
+def prepare(draft: TaskDraft) -> _Prepared:
+    """Validate a draft as `TaskQueue.push` does (an invalid one is a planner bug: InvalidItem propagates)."""
+    kind = scheduler_kind(draft.scheduler_id)
+    task_id, data = align_ids(kind, draft.id, draft.data)
+    return _Prepared(draft, kind, task_id, data, validated_hash(kind, data, draft.priority))
+
+
+class BatchPush:
+    """One batch inside one open write transaction; `run` once."""
+
+    def __init__(self, connection: Connection, now: datetime, policy_for: PolicyFor) -> None:
+        self._connection = connection
+        self._now = now
+        self._policy_for = policy_for
+        self._queued: dict[tuple[str, str], _Queued] = {}
+        self._queued_counts: dict[str, int] = {}
+        self._new_schedules: list[dict[str, Any]] = []
+        self._linked_schedules: list[dict[str, Any]] = []
+        self._new_tasks: list[dict[str, Any]] = []
+
+    def run(self, prepared: Sequence[_Prepared]) -> list[PushOutcome]:
+        self._load_queued(prepared)
+        outcomes = [self._push(item) for item in prepared]
+        self._flush()
+        return outcomes
+
+    def _load_queued(self, prepared: Sequence[_Prepared]) -> None:
+        by_scheduler: dict[str, set[str]] = {}
+        for item in prepared:
+            by_scheduler.setdefault(item.draft.scheduler_id, set()).add(item.hash)
+        for scheduler_id, hashes in by_scheduler.items():
+            found = self._connection.execute(
+                _QUEUED_BY_HASH, {"scheduler_id": scheduler_id, "hashes": list(hashes)}
+            )
+            for row in found:  # oldest first: the newest queued duplicate wins, as in TaskQueue.push
+                self._queued[(scheduler_id, row.hash)] = _Queued(row.id, row.priority, row.data)
+
+    def _push(self, item: _Prepared) -> PushOutcome:
+        policy = self._policy_for(item.draft.scheduler_id)
+        key = (item.draft.scheduler_id, item.hash)
+        existing = self._queued.get(key)
+        previous = (existing.priority, existing.data) if existing is not None else None
+        try:
+            action = decide_push(policy, previous, item.draft.priority, item.data)
+            if action is PushAction.INSERT:
+                self._reserve_room(policy, item)
+        except NotAllowed:
+            return PushOutcome(item.draft, PushResult.ALREADY_QUEUED)
+        except QueueFull:
+            return PushOutcome(item.draft, PushResult.QUEUE_FULL)
+        schedule_id = self._link(item)
+        if action is PushAction.UPDATE and existing is not None:
+            task = self._update(existing.id, item, schedule_id)
+        else:
+            task = self._insert(item, schedule_id)
+        self._queued[key] = _Queued(task.id, task.priority, task.data)
+        return PushOutcome(item.draft, PushResult.PUSHED, task)
+
+    def _reserve_room(self, policy: PushPolicy, item: _Prepared) -> None:
+        if not policy.maxsize or item.draft.priority <= 1:
+            return
+        scheduler_id = item.draft.scheduler_id
+        if scheduler_id not in self._queued_counts:
+            counting = select(func.count()).where(tasks.c.scheduler_id == scheduler_id, IS_QUEUED)
+            self._queued_counts[scheduler_id] = int(self._connection.execute(counting).scalar_one())
+        check_capacity(policy, self._queued_counts[scheduler_id], item.draft.priority)
+        self._queued_counts[scheduler_id] += 1
+
+    def _link(self, item: _Prepared) -> uuid.UUID | None:
+        link = item.draft.schedule
+        if link is None:
+            return None
+        if link.schedule_id is not None:
+            self._linked_schedules.append(
+                {
+                    "_id": link.schedule_id,
+                    "_deadline_at": link.deadline_at,
+                    "_cron": link.cron,
+                    "_now": self._now,
+                }
+            )
+            return link.schedule_id
+        schedule_id = uuid.uuid4()
+        self._new_schedules.append(
+            {
+                "id": schedule_id,
+                "scheduler_id": item.draft.scheduler_id,
+                "organisation": item.draft.organisation,
+                "hash": item.hash,
+                "data": item.data,
+                "enabled": True,
+                "schedule": link.cron,
+                "deadline_at": link.deadline_at,
+                "created_at": self._now,
+                "modified_at": self._now,
+            }
+        )
+        return schedule_id
+
+    def _insert(self, item: _Prepared, schedule_id: uuid.UUID | None) -> Task:
+        row = {
+            "id": item.task_id,
+            "scheduler_id": item.draft.scheduler_id,
+            "schedule_id": schedule_id,
+            "organisation": item.draft.organisation,
+            "priority": item.draft.priority,
+            "status": TaskStatus.QUEUED.value,
+            "type": item.kind.value,
+            "hash": item.hash,
+            "data": item.data,
+            "created_at": self._now,
+            "modified_at": self._now,
+        }
+        self._new_tasks.append(row)
+        return Task.model_validate(row)
+
+    def _update(self, task_id: uuid.UUID, item: _Prepared, schedule_id: uuid.UUID | None) -> Task:
+        """The push policy lets this draft replace a queued duplicate: it keeps the queued task's id."""
+        self._flush()  # the duplicate may be a row of this very batch
+        data = {**item.data, "id": str(task_id)} if "id" in item.data else item.data
+        values: dict[str, Any] = {"priority": item.draft.priority, "data": data, "modified_at": self._now}
+        if schedule_id is not None:
+            values["schedule_id"] = schedule_id
+        statement = update(tasks).where(tasks.c.id == task_id, IS_QUEUED).values(**values).returning(*tasks.c)
+        return Task.model_validate(self._connection.execute(statement).one()._mapping)
+
+    def _flush(self) -> None:
+        # Schedules first: the tasks refer to them.
+        if self._new_schedules:
+            self._connection.execute(insert(schedules), self._new_schedules)
+        if self._linked_schedules:
+            self._connection.execute(_LINK_SCHEDULE, self._linked_schedules)
+        if self._new_tasks:
+            self._connection.execute(insert(tasks), self._new_tasks)
+            events = [
+                {
+                    "task_id": row["id"],
+                    "status": TaskStatus.QUEUED.value,
+                    "changed_at": self._now,
+                    "reason": None,
+                }
+                for row in self._new_tasks
+            ]
+            self._connection.execute(insert(task_events), events)
+        self._new_schedules, self._linked_schedules, self._new_tasks = [], [], []

@@ -1,0 +1,180 @@
+"""The planners' store: the `TaskStore` and `ScheduleStore` ports of `katsched.core.ports` in SQL.
+
+Every lookup takes a whole batch of hashes or ids: a planner run costs a few statements, not a few per task.
+"""
+
+import uuid
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy import Engine, Select, bindparam, func, literal_column, select, update
+
+from katsched.clock import Clock
+from katsched.core.models import Schedule, Task, TaskStatus
+from katsched.core.ports import PushOutcome, QueuedRank, TaskDraft
+from katsched.store.bulk_push import BatchPush, prepare
+from katsched.store.engine import read, write
+from katsched.store.queue import IS_QUEUED, TaskQueue, to_task
+from katsched.store.schedules import ScheduleStore, to_schedule
+from katsched.store.tables import schedules, tasks
+
+T = TypeVar("T")
+
+# Bound parameters per IN list: far below SQLite's limit of 32,766, and plans stay cacheable.
+CHUNK = 1000
+
+
+def _latest_by_hash() -> Select[Any]:
+    """The newest task of each hash among `:hashes`, in one scheduler (built once: it is on the hot path)."""
+    newest_first = (tasks.c.created_at.desc(), tasks.c.id.desc())
+    ranked = (
+        select(tasks, func.row_number().over(partition_by=tasks.c.hash, order_by=newest_first).label("n"))
+        .where(
+            tasks.c.scheduler_id == bindparam("scheduler_id"),
+            tasks.c.hash.in_(bindparam("hashes", expanding=True)),
+        )
+        .subquery()
+    )
+    return select(*(ranked.c[column.name] for column in tasks.c)).where(ranked.c.n == 1)
+
+
+_LATEST_BY_HASH = _latest_by_hash()
+_SCHEDULES_BY_HASH = select(schedules).where(schedules.c.hash.in_(bindparam("hashes", expanding=True)))
+_SET_PRIORITY = (
+    update(tasks)
+    .where(tasks.c.id == bindparam("_id"), IS_QUEUED)
+    .values(priority=bindparam("_priority"), modified_at=bindparam("_now"))
+)
+_SET_DEADLINE = (
+    update(schedules)
+    .where(schedules.c.id == bindparam("_id"))
+    .values(deadline_at=bindparam("_deadline_at"), modified_at=bindparam("_now"))
+)
+
+
+def chunks(items: Collection[T], size: int = CHUNK) -> Iterator[list[T]]:
+    ordered = list(items)
+    for start in range(0, len(ordered), size):
+        yield ordered[start : start + size]
+
+
+class SqlTaskStore:
+    """The planners' task lookups and batched push, beside the `TaskQueue` whose push policies it applies."""
+
+    def __init__(self, queue: TaskQueue) -> None:
+        self.queue = queue
+        self.engine: Engine = queue.engine
+        self.clock: Clock = queue.clock
+
+    def latest_by_hash(self, scheduler_id: str, hashes: Collection[str]) -> dict[str, Task]:
+        latest: dict[str, Task] = {}
+        with read(self.engine) as connection:
+            for chunk in chunks(set(hashes)):
+                found = connection.execute(_LATEST_BY_HASH, {"scheduler_id": scheduler_id, "hashes": chunk})
+                latest.update((str(row.hash), to_task(row)) for row in found)
+        return latest
+
+    def push_many(self, drafts: Sequence[TaskDraft]) -> list[PushOutcome]:
+        if not drafts:
+            return []
+        prepared = [prepare(draft) for draft in drafts]
+        with write(self.engine) as connection:
+            return BatchPush(connection, self.clock.now(), self.queue.policy).run(prepared)
+
+    def cancel_queued_for_object(
+        self, scheduler_id: str, organisation: str, input_ooi: str, reason: str
+    ) -> list[uuid.UUID]:
+        same_object = tasks.c.data["input_ooi"].as_string() == input_ooi
+        return self.queue.cancel_queued(scheduler_id, organisation, [same_object], reason)
+
+    def raw_file_planned(self, hashes: Collection[str], raw_data_id: uuid.UUID) -> set[str]:
+        planned: set[str] = set()
+        same_raw_file = tasks.c.data[("raw_data", "id")].as_string() == str(raw_data_id)
+        for chunk in chunks(set(hashes)):
+            statement = select(tasks.c.hash).where(
+                tasks.c.scheduler_id == "normalizer", tasks.c.hash.in_(chunk), same_raw_file
+            )
+            with read(self.engine) as connection:
+                planned.update(str(found) for found in connection.execute(statement).scalars())
+        return planned
+
+    def queued_ranks(self, scheduler_id: str, organisation: str) -> list[QueuedRank]:
+        earlier = tasks.alias("earlier")
+        last_run = (
+            select(func.max(earlier.c.created_at))
+            .where(
+                earlier.c.scheduler_id == tasks.c.scheduler_id,
+                earlier.c.hash == tasks.c.hash,
+                earlier.c.id != tasks.c.id,
+                earlier.c.status != literal_column(f"'{TaskStatus.CANCELLED.value}'"),
+                earlier.c.created_at <= tasks.c.created_at,
+            )
+            .scalar_subquery()
+        )
+        statement = select(
+            tasks.c.id, tasks.c.priority, tasks.c.created_at, last_run.label("last_run_at")
+        ).where(
+            tasks.c.scheduler_id == scheduler_id,
+            tasks.c.organisation == organisation,
+            IS_QUEUED,
+            tasks.c.priority > 1,
+        )
+        with read(self.engine) as connection:
+            return [QueuedRank(*row) for row in connection.execute(statement)]
+
+    def set_priorities(self, priorities: Mapping[uuid.UUID, int]) -> int:
+        if not priorities:
+            return 0
+        now = self.clock.now()
+        rows = [
+            {"_id": task_id, "_priority": priority, "_now": now} for task_id, priority in priorities.items()
+        ]
+        with write(self.engine) as connection:
+            return int(connection.execute(_SET_PRIORITY, rows).rowcount)
+
+
+class SqlScheduleStore:
+    """The planners' schedule lookups; `due` is `katsched.store.schedules.ScheduleStore.due`."""
+
+    def __init__(self, engine: Engine, clock: Clock) -> None:
+        self.engine = engine
+        self.clock = clock
+        self._rows = ScheduleStore(engine, clock)
+
+    def due(self, scheduler_id: str, limit: int, organisation: str | None = None) -> list[Schedule]:
+        return self._rows.due(scheduler_id, limit, organisation)
+
+    def by_hashes(self, hashes: Collection[str]) -> dict[str, Schedule]:
+        found: dict[str, Schedule] = {}
+        with read(self.engine) as connection:
+            for chunk in chunks(set(hashes)):
+                rows = connection.execute(_SCHEDULES_BY_HASH, {"hashes": chunk})
+                found.update((str(row.hash), to_schedule(row)) for row in rows)
+        return found
+
+    def set_deadlines(self, deadlines: Mapping[uuid.UUID, datetime | None]) -> None:
+        if not deadlines:
+            return
+        now = self.clock.now()
+        rows = [{"_id": key, "_deadline_at": deadline, "_now": now} for key, deadline in deadlines.items()]
+        with write(self.engine) as connection:
+            connection.execute(_SET_DEADLINE, rows)
+
+    def disable(self, schedule_ids: Collection[uuid.UUID]) -> None:
+        now = self.clock.now()
+        with write(self.engine) as connection:
+            for chunk in chunks(set(schedule_ids)):
+                statement = (
+                    update(schedules).where(schedules.c.id.in_(chunk)).values(enabled=False, modified_at=now)
+                )
+                connection.execute(statement)
+
+
+if TYPE_CHECKING:  # mypy proves that the adapters implement the ports
+    from katsched.core import ports
+
+    def _implement_ports(
+        task_store: SqlTaskStore, schedule_store: SqlScheduleStore
+    ) -> tuple[ports.TaskStore, ports.ScheduleStore]:
+        return task_store, schedule_store
