@@ -20,7 +20,7 @@ from katsched.core.ports import PushOutcome, PushResult, TaskDraft
 from katsched.core.push import PushAction, align_ids, check_capacity, decide_push, validated_hash
 from katsched.errors import NotAllowed, QueueFull
 from katsched.store.queue import IS_QUEUED, scheduler_kind
-from katsched.store.tables import schedules, task_events, tasks
+from katsched.store.tables import schedules, tasks
 
 PolicyFor = Callable[[str], PushPolicy]
 
@@ -196,15 +196,6 @@ class BatchPush:
         if self._linked_schedules:
             self._connection.execute(_LINK_SCHEDULE, self._linked_schedules)
         if self._new_tasks:
+            # The history rows come from the database's trigger (migration 0004).
             self._connection.execute(insert(tasks), self._new_tasks)
-            events = [
-                {
-                    "task_id": row["id"],
-                    "status": TaskStatus.QUEUED.value,
-                    "changed_at": self._now,
-                    "reason": None,
-                }
-                for row in self._new_tasks
-            ]
-            self._connection.execute(insert(task_events), events)
         self._new_schedules, self._linked_schedules, self._new_tasks = [], [], []

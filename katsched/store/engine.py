@@ -63,6 +63,9 @@ def _sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
         # NORMAL is durable across application crashes in WAL mode; only an OS crash can lose the last commit.
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # 64 MiB of page cache: a pop rewrites several index pages, and re-reading them is what makes a large
+        # queue slow, not the search itself.
+        cursor.execute("PRAGMA cache_size=-65536")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -3,11 +3,12 @@
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, and_, delete, insert, literal_column, or_, select, update
+from sqlalchemy import Engine, and_, delete, literal_column, or_, select, update
 
 from katsched.core.models import TaskStatus
 from katsched.core.transitions import TERMINAL
 from katsched.store.engine import write
+from katsched.store.history import add_reason
 from katsched.store.tables import task_events, tasks
 
 LEASE_EXPIRED = "lease_expired"
@@ -29,12 +30,7 @@ def sweep_expired_leases(
     )
     with write(engine) as connection:
         swept = list(connection.execute(statement).scalars())
-        if swept:
-            events = [
-                {"task_id": i, "status": TaskStatus.FAILED.value, "changed_at": now, "reason": LEASE_EXPIRED}
-                for i in swept
-            ]
-            connection.execute(insert(task_events), events)
+        add_reason(connection, swept, TaskStatus.FAILED, now, LEASE_EXPIRED)
     return swept
 
 

@@ -40,6 +40,7 @@ from katsched.core.transitions import check_transition
 from katsched.errors import NotAllowed, NotFound, StorageError
 from katsched.store.engine import read, write
 from katsched.store.filters import compile_filter
+from katsched.store.history import add_reason
 from katsched.store.tables import task_events, tasks
 from katsched.store.types import hour_bucket
 
@@ -222,7 +223,6 @@ class TaskQueue:
             connection.execute(insert(tasks), row)
         except IntegrityError as exc:
             raise NotAllowed(f"a task with id {row['id']} already exists") from exc
-        self._record(connection, [row["id"]], TaskStatus.QUEUED, now)
         return Task.model_validate(row)
 
     def _update_queued(self, connection: Connection, task_id: uuid.UUID, priority: int, data: Any) -> Task:
@@ -233,20 +233,6 @@ class TaskQueue:
             .returning(*tasks.c)
         )
         return to_task(connection.execute(statement).one())
-
-    def _record(
-        self,
-        connection: Connection,
-        task_ids: Sequence[uuid.UUID],
-        status: TaskStatus,
-        at: Any,
-        reason: str | None = None,
-    ) -> None:
-        if task_ids:
-            events = [
-                {"task_id": i, "status": status.value, "changed_at": at, "reason": reason} for i in task_ids
-            ]
-            connection.execute(insert(task_events), events)
 
     # pop and peek
 
@@ -260,7 +246,6 @@ class TaskQueue:
             statement = _claim(scheduler_id, filters, connection.dialect.name)
             rows = connection.execute(statement, {"claim_limit": limit, "claimed_at": now})
             popped = [to_task(row) for row in rows]
-            self._record(connection, [task.id for task in popped], TaskStatus.DISPATCHED, now)
         return sorted(popped, key=lambda task: (task.priority or 0, task.created_at))
 
     def _queued_matching(self, scheduler_id: str, filters: FilterExpr | None) -> ColumnElement[bool]:
@@ -330,14 +315,15 @@ class TaskQueue:
                 new_status = TaskStatus(values["status"])
                 check_transition(TaskStatus(current), new_status)
                 values["status"] = new_status.value
-                self._record(connection, [task_id], new_status, now, reason)
             statement = (
                 update(tasks)
                 .where(tasks.c.id == task_id, tasks.c.status == current)
                 .values(**values, modified_at=now)
                 .returning(*tasks.c)
             )
-            return to_task(connection.execute(statement).one())
+            updated = to_task(connection.execute(statement).one())
+            add_reason(connection, [task_id], updated.status, now, reason if "status" in values else None)
+            return updated
 
     def cancel(self, task_id: uuid.UUID, reason: str | None = None) -> Task:
         return self.set_status(task_id, TaskStatus.CANCELLED, reason)
@@ -360,7 +346,7 @@ class TaskQueue:
         )
         with write(self.engine) as connection:
             cancelled = list(connection.execute(statement).scalars())
-            self._record(connection, cancelled, TaskStatus.CANCELLED, now, reason)
+            add_reason(connection, cancelled, TaskStatus.CANCELLED, now, reason)
         return cancelled
 
     # listing and statistics
