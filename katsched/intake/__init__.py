@@ -1,0 +1,33 @@
+"""Event intake: RabbitMQ consumers that turn OpenKAT's events into tasks (SPEC §5)."""
+
+from katsched.intake.amqp import ConsumerState, ConsumerStats, QueueConsumer
+from katsched.intake.backoff import Backoff
+from katsched.intake.messages import (
+    Batch,
+    Handler,
+    decode_mutation,
+    decode_raw_file,
+    mutation_batches,
+    mutation_handler,
+    raw_file_handler,
+    sample_mutation,
+    sample_raw_file,
+)
+from katsched.intake.publish import Publisher
+
+__all__ = [
+    "Backoff",
+    "Batch",
+    "ConsumerState",
+    "ConsumerStats",
+    "Handler",
+    "Publisher",
+    "QueueConsumer",
+    "decode_mutation",
+    "decode_raw_file",
+    "mutation_batches",
+    "mutation_handler",
+    "raw_file_handler",
+    "sample_mutation",
+    "sample_raw_file",
+]

@@ -1,0 +1,330 @@
+"""Intake benchmark: scan-profile mutations through RabbitMQ → consumer → boefje planner → SQLite queue.
+
+5,000 mutations of new hostnames over 10 organisations, each taken by 3 enabled boefjes (15,000 tasks).
+Katalogus, Octopoes and Bytes are the loopback fake server (`tests/contract/kat_fake_server.py`) in a process
+of its own, as the real services are, reached through the real HTTP clients with the Katalogus cache on (as
+configured by default) and warmed before the clock starts. `--services memory` uses the in-memory ports.
+Measured until the consumer has acknowledged every message, which it does only after the tasks are committed:
+
+- backlog: the mutations wait in the queue, then the consumer starts;
+- stream: the consumer is running; another process publishes the mutations, as Octopoes does.
+
+Two ways to hand messages to the planner: one `plan_for_mutation` call per message (what the planner offers
+today), and `Batch`es of up to 50 waiting messages planned together. The planner has no batch method yet; the
+batch rows use a stand-in, `BatchingPlanner` below, built on the planner's internal pipeline.
+
+References, same run: the planner called directly, without RabbitMQ (one call per mutation, and batches of
+50), and the intake alone, with a handler that does nothing. Target: >= 1,000 messages/s.
+Needs RabbitMQ on 127.0.0.1:5672.
+
+    uvx nox -s bench -- bench/intake.py      (or: python bench/intake.py [--quick] [--services memory])
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pika
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for the loopback fake under tests/
+
+from katsched.clock import SystemClock
+from katsched.core.models import MutationOperation, Organisation, Plugin, ScanProfileMutation
+from katsched.intake import (
+    QueueConsumer,
+    decode_mutation,
+    mutation_batches,
+    mutation_handler,
+    sample_mutation,
+)
+from katsched.schedulers.boefje import BoefjePlanner
+from katsched.schedulers.boefje_plan import candidate
+from katsched.schedulers.summary import PlanSummary
+from katsched.store.engine import build_engine
+from katsched.store.lookups import SqlScheduleStore, SqlTaskStore
+from katsched.store.migrate import upgrade
+from katsched.store.plugins_seen import SqlSeenPlugins
+from katsched.store.queue import TaskQueue
+from katsched.testing import InMemoryCatalog, InMemoryObjectGraph, InMemoryRawDataIndex
+from tests.contract.kat_fake_server import KatClients, connect
+
+URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+ORGANISATIONS = [f"org-{n:02d}" for n in range(10)]
+BOEFJES = ["dns-records", "nmap", "whois"]
+BATCH = 50
+TIMEOUT = 300.0
+
+
+class BatchingPlanner(BoefjePlanner):
+    """A stand-in for a `plan_for_mutations` the planner does not offer yet: the candidates of all the
+    created/updated objects go through the planner's pipeline in one pass (one lookup, one push)."""
+
+    def plan_for_mutations(self, mutations: Sequence[ScanProfileMutation]) -> PlanSummary:
+        summary = PlanSummary("boefje.mutation")
+        candidates = []
+        for mutation in mutations:
+            if mutation.operation is MutationOperation.DELETE or mutation.value is None:
+                summary = summary.merge(self.plan_for_mutation(mutation))
+                continue
+            boefjes = self._catalog.boefjes_consuming(mutation.client_id, mutation.value.object_type)
+            candidates += [
+                candidate(b, mutation.client_id, mutation.value, operation=mutation.operation)
+                for b in boefjes
+            ]
+        self._plan(candidates, summary, self._clock.now())
+        return summary
+
+
+def plugin(boefje_id: str) -> Plugin:
+    return Plugin(id=boefje_id, type="boefje", enabled=True, scan_level=1, consumes=["Hostname"], produces=[])
+
+
+def serve_kat() -> None:
+    """Child role: the loopback KAT services; prints their URLs, then request counts per line read."""
+    from tests.contract.kat_fake_server import BYTES, KATALOGUS, OCTOPOES, KatFakeServer
+
+    server = KatFakeServer()
+    for organisation in ORGANISATIONS:
+        server.add_organisation(Organisation(id=organisation))
+        for boefje_id in BOEFJES:
+            server.add_plugin(organisation, plugin(boefje_id))
+    names = ("katalogus_url", "octopoes_url", "bytes_url", "username", "password")
+    print(json.dumps({name: getattr(server, name) for name in names}), flush=True)
+    prefixes = {"katalogus": KATALOGUS, "octopoes": OCTOPOES, "bytes": BYTES}
+    for _ in sys.stdin:
+        with server.lock:
+            hits = server.requests.items()
+            counts = {
+                name: sum(n for (_, path), n in hits if path.startswith(p)) for name, p in prefixes.items()
+            }
+        print(json.dumps(counts), flush=True)
+
+
+def publish_file(queue: str, path: str) -> None:
+    """Child role: publishes each line of the file, persistent, as Octopoes does."""
+    connection = pika.BlockingConnection(pika.URLParameters(URL))
+    channel = connection.channel()
+    persistent = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent)
+    bodies = Path(path).read_bytes().split(b"\n")
+    print("ready", flush=True)
+    sys.stdin.readline()
+    for body in bodies:
+        channel.basic_publish(exchange="", routing_key=queue, body=body, properties=persistent)
+    connection.close()
+
+
+@dataclass
+class Services:
+    clients: KatClients
+    counts: Callable[[], dict[str, int]]
+    close: Callable[[], None]
+
+
+def loopback_services() -> Services:
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--serve-kat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdin is not None and child.stdout is not None
+    remote = argparse.Namespace(**json.loads(child.stdout.readline()))
+    clients = connect(remote, SystemClock())
+
+    def counts() -> dict[str, int]:
+        assert child.stdin is not None and child.stdout is not None
+        child.stdin.write("counts\n")
+        child.stdin.flush()
+        return dict(json.loads(child.stdout.readline()))
+
+    def close() -> None:
+        clients.close()
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(10)
+
+    return Services(clients, counts, close)
+
+
+def memory_services() -> Services:
+    catalog = InMemoryCatalog()
+    for organisation in ORGANISATIONS:
+        catalog.add_organisation(Organisation(id=organisation))
+        for boefje_id in BOEFJES:
+            catalog.add_plugin(
+                organisation,
+                Plugin(
+                    id=boefje_id,
+                    type="boefje",
+                    enabled=True,
+                    scan_level=1,
+                    consumes=["Hostname"],
+                    produces=[],
+                ),
+            )
+    clients = KatClients(katalogus=catalog, octopoes=InMemoryObjectGraph(), bytes=InMemoryRawDataIndex())  # type: ignore[arg-type]
+    return Services(clients, lambda: {"katalogus": 0, "octopoes": 0, "bytes": 0}, lambda: None)
+
+
+def mutations(count: int, run: str) -> list[bytes]:
+    return [
+        sample_mutation(ORGANISATIONS[n % len(ORGANISATIONS)], f"Hostname|internet|{run}-{n}.example", 2)
+        for n in range(count)
+    ]
+
+
+def planner(directory: Path, name: str, clients: KatClients) -> tuple[BatchingPlanner, TaskQueue]:
+    clock = SystemClock()
+    engine = build_engine(f"sqlite:///{directory / name}.db")
+    upgrade(engine)
+    queue = TaskQueue(engine, clock)
+    boefjes = BatchingPlanner(
+        tasks=SqlTaskStore(queue), schedules=SqlScheduleStore(engine, clock), seen=SqlSeenPlugins(engine),
+        catalog=clients.katalogus, objects=clients.octopoes, raw_data=clients.bytes, clock=clock,
+    )  # fmt: skip
+    for body in mutations(len(ORGANISATIONS), f"warm-{name}"):  # fills the Katalogus cache of each org
+        boefjes.plan_for_mutation(decode_mutation(body))
+    return boefjes, queue
+
+
+def broker(action: Callable[[Any], object]) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(URL))
+    action(connection.channel())
+    connection.close()
+
+
+def publisher(queue: str, bodies: list[bytes], directory: Path) -> subprocess.Popen[str]:
+    """Another process, as Octopoes is, connected and waiting: it publishes once told to (`go`)."""
+    path = directory / f"{queue}.bodies"
+    path.write_bytes(b"\n".join(bodies))
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--publish", queue, str(path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert child.stdout is not None and child.stdout.readline() == "ready\n"
+    return child
+
+
+def go(child: subprocess.Popen[str]) -> None:
+    assert child.stdin is not None
+    child.stdin.write("go\n")
+    child.stdin.close()
+
+
+def wait_for_acks(consumer: QueueConsumer, count: int) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while consumer.stats.acked < count:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out: {consumer.stats}")
+        time.sleep(0.005)
+
+
+def through_rabbitmq(consumer: QueueConsumer, kind: str, bodies: list[bytes], directory: Path) -> float:
+    """Seconds from the start (consumer start for a backlog, first publish for a stream) to the last ack."""
+    child = publisher(consumer.queue, bodies, directory)
+    if kind == "backlog":
+        go(child)
+        child.wait()
+        start = time.perf_counter()
+        consumer.start()
+    else:
+        consumer.start()
+        while not consumer.connected:
+            time.sleep(0.01)
+        start = time.perf_counter()
+        go(child)
+    wait_for_acks(consumer, len(bodies))
+    elapsed = time.perf_counter() - start
+    child.wait()
+    return elapsed
+
+
+def measure(
+    mode: str, kind: str, count: int, services: Services, args: argparse.Namespace, directory: Path
+) -> float:
+    boefjes, queue = planner(directory, f"{mode}-{kind}", services.clients)
+    work = mutation_batches(boefjes, BATCH) if mode == "batch" else mutation_handler(boefjes)
+    name = f"katsched_bench_{uuid.uuid4().hex[:8]}"
+    broker(lambda channel: channel.queue_declare(queue=name, durable=True))
+    consumer = QueueConsumer(URL, name, work, prefetch=args.prefetch, workers=args.workers)
+    before = services.counts()
+    try:
+        elapsed = through_rabbitmq(consumer, kind, mutations(count, f"{mode}-{kind}"), directory)
+    finally:
+        consumer.stop(timeout=10)
+        broker(lambda channel: [channel.queue_delete(queue=q) for q in (name, f"{name}.dead")])
+    after = services.counts()
+    per_message = ", ".join(f"{key} {(after[key] - before[key]) / count:.3f}" for key in after)
+    tasks = queue.qsize("boefje") - len(ORGANISATIONS) * len(BOEFJES)  # minus the warm-up's
+    print(f"  {mode:<7} {kind:<8} {count / elapsed:>7,.0f} messages/s  {elapsed:6.2f} s  {tasks:,} tasks   "
+          f"requests per message: {per_message}", end="")  # fmt: skip
+    return count / elapsed
+
+
+def intake_alone(count: int, args: argparse.Namespace, directory: Path) -> float:
+    """The consumer with a handler that does nothing: the ceiling of the intake itself on this machine."""
+    name = f"katsched_bench_{uuid.uuid4().hex[:8]}"
+    broker(lambda channel: channel.queue_declare(queue=name, durable=True))
+    consumer = QueueConsumer(URL, name, lambda _body: None, prefetch=args.prefetch, workers=args.workers)
+    try:
+        return count / through_rabbitmq(consumer, "backlog", mutations(count, "noop"), directory)
+    finally:
+        consumer.stop(timeout=10)
+        broker(lambda channel: [channel.queue_delete(queue=q) for q in (name, f"{name}.dead")])
+
+
+def reference(mode: str, count: int, services: Services, directory: Path) -> float:
+    boefjes, _ = planner(directory, f"reference-{mode}", services.clients)
+    decoded = [decode_mutation(body) for body in mutations(count, f"reference-{mode}")]
+    start = time.perf_counter()
+    if mode == "batch":
+        for first in range(0, count, BATCH):
+            boefjes.plan_for_mutations(decoded[first : first + BATCH])
+    else:
+        for mutation in decoded:
+            boefjes.plan_for_mutation(mutation)
+    return count / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="1,000 mutations instead of 5,000")
+    parser.add_argument("--services", choices=["loopback", "memory"], default="loopback")
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--prefetch", type=int, default=200)
+    parser.add_argument("--serve-kat", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--publish", nargs=2, metavar=("QUEUE", "FILE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_kat:
+        return serve_kat()
+    if args.publish:
+        return publish_file(*args.publish)
+    count = 1000 if args.quick else 5000
+    directory = Path(tempfile.mkdtemp(prefix="katsched-bench-intake-"))
+    print(f"intake: {count:,} mutations x {len(BOEFJES)} boefjes, {len(ORGANISATIONS)} organisations, "
+          f"{args.services} KAT services, workers={args.workers} prefetch={args.prefetch}; "
+          "target >= 1,000/s")  # fmt: skip
+    services = loopback_services() if args.services == "loopback" else memory_services()
+    try:
+        rates = {mode: reference(mode, count, services, directory) for mode in ("message", "batch")}
+        ceiling = intake_alone(count, args, directory)
+        for mode in ("message", "batch"):
+            for kind in ("backlog", "stream"):
+                rate = measure(mode, kind, count, services, args, directory)
+                print(f"   ratio to the planner alone {rate / rates[mode]:.2f}")
+    finally:
+        services.close()
+    print(f"  reference, the planner alone without RabbitMQ: {rates['message']:,.0f} mutations/s one by one, "
+          f"{rates['batch']:,.0f}/s in batches of {BATCH}")  # fmt: skip
+    print(f"  reference, the intake alone (a handler that does nothing): {ceiling:,.0f} messages/s")
+
+
+if __name__ == "__main__":
+    main()

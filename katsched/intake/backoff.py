@@ -1,0 +1,24 @@
+"""Bounded, growing pauses: between reconnection attempts, and before a message that failed is requeued."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """`initial`·`factor`^attempt, capped at `maximum`, each shortened at random by up to `jitter` of itself
+    so that consumers that failed together do not retry in lock-step."""
+
+    initial: float = 0.5
+    maximum: float = 60.0
+    factor: float = 2.0
+    jitter: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not (0 < self.initial <= self.maximum and self.factor >= 1 and 0 <= self.jitter < 1):
+            raise ValueError(f"unusable backoff {self}")
+
+    def delay(self, attempt: int, rand: float) -> float:
+        """The pause before retry number `attempt` (0 for the first); `rand` is uniform in [0, 1)."""
+        exponent = min(max(attempt, 0), 64)  # past this the cap has long been reached; avoids huge floats
+        base = min(self.maximum, self.initial * self.factor**exponent)
+        return base * (1 - self.jitter * rand)
