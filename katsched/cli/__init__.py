@@ -1,4 +1,4 @@
-"""The `katsched` command. Every KatschedError becomes one line on stderr and a stable exit code, here only."""
+"""The `katsched` command. Each KatschedError becomes one line on stderr and a stable exit code, here only."""
 
 import sys
 from typing import NoReturn
@@ -39,13 +39,16 @@ def exit_code_for(error: errors.KatschedError) -> int:
 
 def _register_commands() -> None:
     # Imported here so that `katsched --help` stays fast and each module registers on `app` once.
-    from katsched.cli import config, daemon, db, queue, tasks
+    from katsched.cli import api, config, daemon, dashboard, db, events, queue, tasks
 
     app.add_typer(config.app, name="config")
     app.add_typer(db.app, name="db")
+    app.add_typer(events.app, name="events")
     app.add_typer(queue.app, name="queue")
     app.add_typer(tasks.app, name="tasks")
+    api.register(app)
     daemon.register(app)
+    dashboard.register(app)
 
 
 def main() -> NoReturn:
@@ -58,13 +61,10 @@ def main() -> NoReturn:
     except typer.Abort:
         print("katsched: aborted", file=sys.stderr)
         sys.exit(130)
-    except SystemExit:
-        raise
-    except Exception as error:  # click usage errors arrive as ClickException in non-standalone mode
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
-        raise
+    except typer.TyperException as error:  # usage errors (typer's click) arrive here in non-standalone mode
+        show = getattr(error, "show", None)
+        if show is None:
+            raise
+        show()
+        sys.exit(int(getattr(error, "exit_code", 2)))
     sys.exit(result if isinstance(result, int) else 0)

@@ -27,14 +27,9 @@ class TaskRow(SQLModel, table=True):
             sqlite_where=QUEUED_ONLY,
             postgresql_where=QUEUED_ONLY,
         ),
-        Index(
-            "ix_tasks_queued_hash",
-            "scheduler_id",
-            "hash",
-            sqlite_where=QUEUED_ONLY,
-            postgresql_where=QUEUED_ONLY,
-        ),
-        Index("ix_tasks_hash", "hash"),
+        # Equality on all three columns of a push's duplicate check: SQLite then prefers this index over
+        # ix_tasks_status_modified even before ANALYZE has run.
+        Index("ix_tasks_identity", "hash", "scheduler_id", "status"),
         Index("ix_tasks_organisation", "organisation"),
         Index("ix_tasks_status_modified", "status", "modified_at"),
         Index("ix_tasks_schedule_id", "schedule_id"),

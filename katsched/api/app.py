@@ -1,0 +1,72 @@
+"""The runner/UI HTTP API, wire-compatible with OpenKAT's scheduler (SPEC §4), built from its arguments."""
+
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from katsched import __version__
+from katsched.api.context import ApiContext, HealthCheck
+from katsched.api.errors import install_error_handlers
+from katsched.api.filter_schema import filter_components
+from katsched.api.metrics import ApiMetrics
+from katsched.api.middleware import ApiMiddleware
+from katsched.api.routes.schedulers import SchedulerRoutes
+from katsched.api.routes.schedules import ScheduleRoutes
+from katsched.api.routes.service import ServiceRoutes
+from katsched.api.routes.tasks import TaskRoutes
+from katsched.clock import Clock
+from katsched.store.queue import TaskQueue
+from katsched.store.schedules import ScheduleStore
+
+DEFAULT_MAX_BODY_BYTES = 1_048_576
+DESCRIPTION = (
+    "Queues, tasks and schedules of katsched, wire-compatible with OpenKAT's scheduler (mula): the boefje "
+    "and normalizer workers, the report runner and Rocky use it unchanged."
+)
+
+
+class KatschedApi(FastAPI):
+    """FastAPI with a document that also holds the filter schemas and, when a token is set, bearer auth."""
+
+    requires_token: bool = False
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            document = get_openapi(
+                title=self.title, version=self.version, description=self.description, routes=self.routes
+            )
+            components = document.setdefault("components", {})
+            components.setdefault("schemas", {}).update(filter_components())
+            if self.requires_token:
+                components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+                document["security"] = [{"bearer": []}]
+                document["paths"]["/health"]["get"]["security"] = []
+            self.openapi_schema = document
+        return self.openapi_schema
+
+
+def create_app(
+    queue: TaskQueue,
+    schedules: ScheduleStore,
+    clock: Clock,
+    *,
+    token: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    health_checks: Mapping[str, HealthCheck] | None = None,
+    version: str = __version__,
+) -> FastAPI:
+    """The API over `queue` and `schedules`. `token`: every route but /health needs `Authorization: Bearer
+    <token>`. `health_checks`: one fast, non-raising probe per configured service, reported by /health."""
+    metrics = ApiMetrics(queue, version)
+    ctx = ApiContext(queue, schedules, clock, metrics, dict(health_checks or {}), version)
+    app = KatschedApi(title="katsched", version=version, description=DESCRIPTION)
+    app.requires_token = bool(token)
+    install_error_handlers(app)
+    for routes in (ServiceRoutes(ctx), SchedulerRoutes(ctx), TaskRoutes(ctx), ScheduleRoutes(ctx)):
+        routes.register(app.router)
+    app.add_middleware(
+        ApiMiddleware, token=token or None, max_body_bytes=max_body_bytes, latency=metrics.latency
+    )
+    return app

@@ -1,0 +1,157 @@
+"""`/schedulers…` (list, get, push, pop) and `/queues`, the original's removed list the web UI still calls."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+from pydantic import TypeAdapter
+
+from katsched.api.context import ApiContext, json_response, model_response
+from katsched.api.errors import BadRequest
+from katsched.api.filter_schema import OptionalFilterBody, parse_body
+from katsched.api.schemas import (
+    DEFAULT_POP_LIMIT,
+    MAX_POP,
+    PopResult,
+    QueueOut,
+    SchedulerOut,
+    TaskPush,
+    error_responses,
+)
+from katsched.core.models import PAYLOAD_TYPES, SchedulerKind, Task, TaskStatus
+from katsched.errors import InvalidItem, NotAllowed, NotFound, QueueError, QueueFull
+from katsched.store.queue import NewTask, scheduler_kind
+
+SchedulerId = Annotated[str, Path(description="boefje, normalizer or report")]
+PopLimit = Annotated[
+    int | None,
+    Query(ge=0, le=MAX_POP, description=f"How many tasks to claim at most (default {DEFAULT_POP_LIMIT})."),
+]
+SCHEDULERS = TypeAdapter(list[SchedulerOut])
+QUEUES = TypeAdapter(list[QueueOut])
+REFUSALS: dict[type[QueueError], str] = {NotAllowed: "conflict", QueueFull: "full", InvalidItem: "invalid"}
+
+
+class SchedulerRoutes:
+    def __init__(self, ctx: ApiContext) -> None:
+        self.ctx = ctx
+
+    def register(self, router: APIRouter) -> None:
+        add = router.add_api_route
+        add(
+            "/schedulers",
+            self.list_schedulers,
+            methods=["GET"],
+            response_model=list[SchedulerOut],
+            responses=error_responses(),
+        )
+        add(
+            "/schedulers/{scheduler_id}",
+            self.get_scheduler,
+            methods=["GET"],
+            response_model=SchedulerOut,
+            responses=error_responses(404),
+        )
+        add(
+            "/schedulers/{scheduler_id}/push",
+            self.push,
+            methods=["POST"],
+            status_code=201,
+            response_model=Task,
+            responses=error_responses(400, 404, 409, 429),
+        )
+        add(
+            "/schedulers/{scheduler_id}/pop",
+            self.pop,
+            methods=["POST"],
+            response_model=PopResult,
+            responses=error_responses(400, 404),
+            summary="Claim the best queued tasks; they are returned as dispatched",
+        )
+        add(
+            "/queues",
+            self.list_queues,
+            methods=["GET"],
+            response_model=list[QueueOut],
+            responses=error_responses(),
+        )
+
+    def list_schedulers(self) -> Response:
+        return json_response(SCHEDULERS, [self._describe(kind) for kind in SchedulerKind])
+
+    def get_scheduler(self, scheduler_id: SchedulerId) -> Response:
+        return model_response(self._describe(scheduler_kind(scheduler_id)))
+
+    def _describe(self, kind: SchedulerKind) -> SchedulerOut:
+        return SchedulerOut(
+            id=kind.value,
+            type=kind.value,
+            item_type=PAYLOAD_TYPES[kind].__name__,
+            qsize=self.ctx.queue.qsize(kind.value),
+            last_activity=self.ctx.last_activity(kind.value),
+        )
+
+    def push(self, scheduler_id: SchedulerId, item: TaskPush) -> Response:
+        scheduler_kind(scheduler_id)
+        if item.scheduler_id is not None and item.scheduler_id != scheduler_id:
+            raise BadRequest("scheduler_id in item does not match the scheduler_id in the path")
+        try:
+            with self.ctx.writing():
+                task = self._requeue_dispatched(scheduler_id, item.id) or self.ctx.queue.push(
+                    NewTask(scheduler_id, item.organisation, item.priority, item.data, id=item.id)
+                )
+        except QueueError as exc:
+            reason = REFUSALS.get(type(exc))
+            if reason:
+                self.ctx.metrics.push_refused.labels(scheduler_id, reason).inc()
+            if isinstance(exc, InvalidItem):
+                raise InvalidItem(f"malformed item: {exc}") from exc
+            raise
+        self.ctx.metrics.pushed.labels(scheduler_id).inc()
+        self.ctx.touch(scheduler_id)
+        return model_response(task, 201)
+
+    def _requeue_dispatched(self, scheduler_id: str, task_id: uuid.UUID | None) -> Task | None:
+        """A runner pushing back a task it popped but never started (its shutdown re-push) puts that very task
+        back on the queue; any other existing id is left to the push rules (a conflict)."""
+        if task_id is None:
+            return None
+        try:
+            existing = self.ctx.queue.get(task_id)
+        except NotFound:
+            return None
+        if existing.scheduler_id != scheduler_id or existing.status is not TaskStatus.DISPATCHED:
+            return None
+        return self.ctx.queue.set_status(task_id, TaskStatus.QUEUED, reason="pushed back by its runner")
+
+    def pop(
+        self, scheduler_id: SchedulerId, limit: PopLimit = None, filters: OptionalFilterBody = None
+    ) -> Response:
+        scheduler_kind(scheduler_id)
+        expression = parse_body(filters, "task")
+        with self.ctx.writing():
+            popped = self.ctx.queue.pop(
+                scheduler_id, DEFAULT_POP_LIMIT if limit is None else limit, expression
+            )
+        self.ctx.metrics.pops.labels(scheduler_id).inc()
+        if popped:
+            self.ctx.metrics.popped.labels(scheduler_id).inc(len(popped))
+        self.ctx.touch(scheduler_id)
+        return model_response(PopResult(results=popped))
+
+    def list_queues(self) -> Response:
+        queues = []
+        for kind in SchedulerKind:
+            policy = self.ctx.queue.policy(kind.value)
+            queues.append(
+                QueueOut(
+                    id=kind.value,
+                    size=self.ctx.queue.qsize(kind.value),
+                    maxsize=policy.maxsize,
+                    item_type=PAYLOAD_TYPES[kind].__name__,
+                    allow_replace=policy.allow_replace,
+                    allow_updates=policy.allow_updates,
+                    allow_priority_updates=policy.allow_priority_updates,
+                )
+            )
+        return json_response(QUEUES, queues)

@@ -1,0 +1,84 @@
+"""`/`, `/health` and `/metrics`."""
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy import text
+
+from katsched.api.context import ApiContext, HealthCheck, model_response
+from katsched.api.schemas import ServiceHealth, error_responses
+from katsched.errors import StorageError
+from katsched.store.engine import read
+
+logger = logging.getLogger("katsched.api")
+
+
+class ServiceRoutes:
+    def __init__(self, ctx: ApiContext) -> None:
+        self.ctx = ctx
+
+    def register(self, router: APIRouter) -> None:
+        router.add_api_route(
+            "/", self.root, methods=["GET"], response_model=None, responses=error_responses(), summary="null"
+        )
+        router.add_api_route(
+            "/health",
+            self.health,
+            methods=["GET"],
+            response_model=ServiceHealth,
+            summary="The database and each configured service; `healthy` is the database's state",
+        )
+        router.add_api_route(
+            "/metrics",
+            self.metrics,
+            methods=["GET"],
+            response_class=Response,
+            summary="Prometheus metrics",
+            responses={
+                200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}},
+                **error_responses(),
+            },
+        )
+
+    async def root(self) -> None:
+        return None
+
+    def health(
+        self,
+        externals: Annotated[bool, Query(description="Also list each service in `externals`.")] = False,
+    ) -> Response:
+        database = self._database_up()
+        services = {name: _probe(name, check) for name, check in self.ctx.health_checks.items()}
+        results = [ServiceHealth(service="database", healthy=database)]
+        results += [ServiceHealth(service=name, healthy=up) for name, up in services.items()]
+        health = ServiceHealth(
+            service="scheduler",
+            healthy=database,
+            version=self.ctx.version,
+            results=results,
+            externals=services if externals else {},
+        )
+        return model_response(health)
+
+    def _database_up(self) -> bool:
+        try:
+            with read(self.ctx.queue.engine) as connection:
+                connection.execute(text("SELECT 1"))
+        except StorageError as exc:
+            logger.warning("health_database_down error=%r", str(exc))
+            return False
+        return True
+
+    def metrics(self) -> Response:
+        return Response(self.ctx.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _probe(name: str, check: HealthCheck) -> bool:
+    """A check that raises counts as down: /health itself must always answer."""
+    try:
+        return bool(check())
+    except Exception as exc:
+        logger.warning("health_check_failed service=%s error=%r", name, str(exc))
+        return False

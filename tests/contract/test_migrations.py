@@ -1,0 +1,53 @@
+"""The migrations and the table definitions describe the same schema, and every migration goes down and up."""
+
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, create_engine, text
+
+from katsched.store.migrate import current_revision, head_revision, upgrade
+from katsched.store.tables import metadata
+
+
+def test_the_migrated_schema_matches_the_tables(engine: Engine) -> None:
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), metadata)
+    assert differences == []
+    assert current_revision(engine) == head_revision(engine)
+
+
+def test_every_migration_goes_down_to_nothing_and_back(tmp_path: Path) -> None:
+    from alembic import command
+
+    from katsched.store.migrate import _config
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    upgrade(engine)
+    command.downgrade(_config(engine), "base")
+    with engine.connect() as connection:
+        names = {
+            row[0] for row in connection.execute(text("SELECT name FROM sqlite_master WHERE type='table'"))
+        }
+    assert names <= {"alembic_version"}
+    upgrade(engine)
+    assert current_revision(engine) == head_revision(engine)
+
+
+def test_history_rows_come_from_the_database_trigger(engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO tasks (id, scheduler_id, organisation, priority, status, type, data, created_at,"
+                " modified_at) VALUES (:id, 'report', 'org1', 5, 'queued', 'report', '{}', :at, :at)"
+            ),
+            {"id": "0" * 32, "at": "2026-01-01 00:00:00"},
+        )
+        connection.execute(
+            text("UPDATE tasks SET status = 'dispatched', modified_at = '2026-01-01 00:01:00'")
+        )
+        connection.execute(text("UPDATE tasks SET priority = 7"))
+        statuses = (
+            connection.execute(text("SELECT status FROM task_events ORDER BY changed_at")).scalars().all()
+        )
+    assert statuses == ["queued", "dispatched"]

@@ -1,0 +1,95 @@
+"""Property-based run of the whole API from its own OpenAPI document (schemathesis): whatever a client sends,
+valid by the document or not, the API never answers with a server error, and its answers match the document.
+
+Each operation runs as its own test, on SQLite and on PostgreSQL (the filter SQL differs between them).
+"""
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from sqlalchemy import Engine
+
+from katsched.api import create_app
+from katsched.clock import SystemClock
+from katsched.core.models import PushPolicy
+from katsched.store.queue import NewTask, TaskQueue
+from katsched.store.schedules import ScheduleStore
+
+pytestmark = pytest.mark.integration
+
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+OPERATIONS = [
+    "GET /",
+    "GET /health",
+    "GET /metrics",
+    "GET /schedulers",
+    "GET /schedulers/{scheduler_id}",
+    "POST /schedulers/{scheduler_id}/push",
+    "POST /schedulers/{scheduler_id}/pop",
+    "GET /queues",
+    "GET /tasks",
+    "POST /tasks",
+    "GET /tasks/stats",
+    "GET /tasks/{task_id}",
+    "PATCH /tasks/{task_id}",
+    "GET /schedules",
+    "POST /schedules",
+    "POST /schedules/search",
+    "GET /schedules/{schedule_id}",
+    "PATCH /schedules/{schedule_id}",
+    "DELETE /schedules/{schedule_id}",
+]
+
+# Operations with no input that can be made invalid (no body, no constrained parameter): no negative cases.
+NOTHING_TO_NEGATE = {
+    "GET /",
+    "GET /metrics",
+    "GET /schedulers",
+    "GET /schedulers/{scheduler_id}",
+    "GET /queues",
+}
+CASES = [(label, schemathesis.GenerationMode.POSITIVE) for label in OPERATIONS] + [
+    (label, schemathesis.GenerationMode.NEGATIVE) for label in OPERATIONS if label not in NOTHING_TO_NEGATE
+]
+
+
+@pytest.fixture
+def api_schema(engine: Engine) -> schemathesis.BaseSchema:
+    clock = SystemClock()
+    queue = TaskQueue(engine, clock, {"report": PushPolicy(maxsize=3)})
+    schedules = ScheduleStore(engine, clock)
+    for i in range(5):  # something to find, pop and patch
+        data = {
+            "boefje": {"id": "dns-records"},
+            "input_ooi": f"Hostname|internet|h{i}",
+            "organization": "org1",
+        }
+        task = queue.push(NewTask("boefje", "org1", 10, data))
+        schedules.create("boefje", "org1", task.data, task.hash, deadline_at=clock.now())
+    app = create_app(queue, schedules, clock, health_checks={"katalogus": lambda: True})
+    return schemathesis.openapi.from_asgi("/openapi.json", app)
+
+
+def test_the_document_lists_exactly_these_operations(api_schema: schemathesis.BaseSchema) -> None:
+    assert sorted(result.ok().label for result in api_schema.get_all_operations()) == sorted(OPERATIONS)
+
+
+@pytest.mark.parametrize(("label", "mode"), CASES, ids=[f"{label}-{mode.value}" for label, mode in CASES])
+def test_the_api_keeps_to_its_document(
+    api_schema: schemathesis.BaseSchema, label: str, mode: schemathesis.GenerationMode
+) -> None:
+    method, path = label.split(" ", 1)
+    operation = api_schema[path][method]
+
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @settings(max_examples=50, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    def keeps_to_the_document(case: schemathesis.Case) -> None:
+        case.call_and_validate(checks=CHECKS)
+
+    keeps_to_the_document()
