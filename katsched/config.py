@@ -65,7 +65,10 @@ class DatabaseSettings(_Section):
 
 
 class ApiSettings(_Section):
-    enabled: bool = Field(False, description="Serve the HTTP API that runners and the web UI use.")
+    enabled: bool = Field(
+        True,
+        description="Serve the HTTP API for runners and the web UI (loopback unless `host` says otherwise).",
+    )
     host: str = Field(
         "127.0.0.1", description="Address the HTTP API listens on; 0.0.0.0 for every interface."
     )

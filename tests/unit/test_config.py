@@ -33,7 +33,7 @@ def error_of(text: str, source: str = "config.toml") -> str:
 def test_defaults_need_no_file() -> None:
     settings = Settings()
     assert settings.database.url == "sqlite:///katsched.db"
-    assert (settings.api.enabled, settings.api.host, settings.api.port) == (False, "127.0.0.1", 8004)
+    assert (settings.api.enabled, settings.api.host, settings.api.port) == (True, "127.0.0.1", 8004)
     assert settings.amqp.url == "amqp://guest:guest@127.0.0.1:5672/%2F"
     assert settings.katalogus.url == "" and settings.katalogus.cache_ttl == 30
     assert settings.recurring.sweep_interval == 30 and settings.recurring.prune_interval == 3600

@@ -1,0 +1,298 @@
+"""`katsched status`: a live view of the queues, the throughput and the daemon, read from the store.
+
+It never writes and never migrates: it reads one snapshot per refresh (`katsched.store.overview`) plus the
+daemon's heartbeat row, so it works from any machine that can read the database, whether or not the daemon
+runs. At 80 columns the sections stack; from 120 columns they sit in two columns.
+"""
+
+import json
+import time
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+
+from katsched.cli.common import ConfigOption, JsonOption
+from katsched.clock import SystemClock
+from katsched.config import Settings, load_settings
+from katsched.errors import StorageError
+from katsched.store.daemon_state import DaemonState
+from katsched.store.engine import build_engine
+from katsched.store.migrate import current_revision, head_revision
+from katsched.store.overview import Overview, take_overview
+
+WIDE = 120
+BLOCKS = "▁▂▃▄▅▆▇█"
+STATE_STYLE = {"ok": "green", "connected": "green", "running": "green", "static": "cyan", "down": "red"}
+
+
+# -- data ------------------------------------------------------------------------------------------------
+
+
+def open_read_only(settings: Settings) -> Engine:
+    """The configured database as it is: never created or migrated here (the daemon and `db upgrade` do)."""
+    url = make_url(settings.database.url)
+    file = url.database if url.get_backend_name() == "sqlite" and url.database != ":memory:" else None
+    if file and not Path(file).expanduser().exists():
+        raise StorageError(f"no database at {file}: start the daemon or run `katsched db upgrade`")
+    engine = build_engine(
+        settings.database.url, busy_timeout_ms=settings.database.busy_timeout_ms, pool_size=1
+    )
+    if current_revision(engine) != head_revision(engine):
+        raise StorageError("the database schema is not up to date: run `katsched db upgrade`")
+    return engine
+
+
+def snapshot(engine: Engine, settings: Settings, now: datetime) -> Overview:
+    overdue_after = timedelta(seconds=max(3 * settings.recurring.reschedule_interval, 300))
+    return take_overview(engine, now, overdue_after=overdue_after)
+
+
+def stale_after(settings: Settings) -> float:
+    """Seconds without a heartbeat after which a daemon that did not say it stopped is taken for dead."""
+    return max(3.0 * settings.recurring.metrics_interval, 30.0)
+
+
+def as_json(overview: Overview, settings: Settings) -> dict[str, Any]:
+    document = asdict(overview)
+    for daemon, state in zip(document["daemons"], overview.daemons, strict=True):
+        daemon["alive"] = state.stopped_at is None and not state.stale(
+            overview.taken_at, stale_after(settings)
+        )
+    return document
+
+
+# -- rendering -------------------------------------------------------------------------------------------
+
+
+def sparkline(values: list[int], width: int) -> str:
+    """One block character per value (the newest `width` of them), scaled to the largest; blank for 0."""
+    shown = values[-width:] if width > 0 else []
+    peak = max(shown, default=0)
+    if peak == 0:
+        return " " * len(shown)
+    return "".join(
+        " " if v == 0 else BLOCKS[min(len(BLOCKS) - 1, (v * len(BLOCKS) - 1) // peak)] for v in shown
+    )
+
+
+def age(seconds: float) -> str:
+    """A short duration: 42s, 3m05s, 2h10m, 4d03h."""
+    whole = max(0, int(seconds))
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    if whole < 86400:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
+
+
+def since(moment: datetime | None, now: datetime) -> str:
+    return "-" if moment is None else age((now - moment).total_seconds())
+
+
+def styled(state: str) -> Text:
+    return Text(state, style=STATE_STYLE.get(state, "yellow"))
+
+
+def header(overview: Overview, settings: Settings) -> Text:
+    now = overview.taken_at
+    line = Text.assemble(
+        ("katsched", "bold"), f" · {now:%Y-%m-%d %H:%M:%S}Z · ", no_wrap=True, overflow="ellipsis"
+    )
+    if not overview.daemons:
+        return line.append("no daemon has run on this database", style="yellow")
+    daemon = overview.daemons[0]
+    if daemon.stopped_at is not None:
+        return line.append(f"{daemon.id} stopped {since(daemon.stopped_at, now)} ago", style="yellow")
+    if daemon.stale(now, stale_after(settings)):
+        return line.append(f"{daemon.id} silent for {since(daemon.heartbeat_at, now)}", style="red")
+    line.append(daemon.id, style="green")
+    return line.append(
+        f" up {since(daemon.started_at, now)}, heartbeat {since(daemon.heartbeat_at, now)} ago"
+    )
+
+
+def queues(overview: Overview) -> Table:
+    table = Table(box=None, pad_edge=False, expand=True, header_style="bold")
+    for column in ("scheduler", "queued", "dispatched", "running", "oldest queued"):
+        table.add_column(column, justify="left" if column == "scheduler" else "right", no_wrap=True)
+    for load in overview.schedulers:
+        oldest = since(load.oldest_queued_at, overview.taken_at)
+        table.add_row(
+            load.scheduler_id, f"{load.queued:,}", f"{load.dispatched:,}", f"{load.running:,}", oldest
+        )
+    return table
+
+
+def throughput(overview: Overview, width: int) -> Table:
+    table = Table.grid(padding=(0, 1), expand=True)
+    table.add_column(no_wrap=True)
+    table.add_column(ratio=1, no_wrap=True, overflow="crop")
+    table.add_column(justify="right", no_wrap=True)
+    spark_width = max(10, min(60, width - 30))
+    for label, series in (
+        ("pushed/min", overview.pushed_per_minute),
+        ("popped/min", overview.popped_per_minute),
+    ):
+        spark = Text(sparkline(series, spark_width), style="cyan")
+        table.add_row(label, spark, f"now {series[-1]:,} · hour {sum(series):,}")
+    return table
+
+
+def outcomes(overview: Overview) -> Text:
+    text = Text("last 24 h: ", style="bold")
+    styles = {"completed": "green", "failed": "red", "cancelled": "dim"}
+    for status, count in overview.outcomes_24h.items():
+        text.append(f"{status} ").append(f"{count:,}", style=styles.get(status, "")).append("  ")
+    return text.append("swept ").append(f"{overview.swept_24h:,}", style="red" if overview.swept_24h else "")
+
+
+def organisations(overview: Overview, limit: int) -> Text:
+    text = Text("top queues: ", style="bold")
+    shown = overview.top_organisations[:limit]
+    if not shown:
+        return text.append("none", style="dim")
+    return text.append(" · ".join(f"{org} {count:,}" for org, count in shown))
+
+
+def schedules(overview: Overview) -> Text:
+    due, now = overview.schedules, overview.taken_at
+    text = Text("schedules: ", style="bold").append(f"{due.enabled:,} enabled · ")
+    text.append(f"{due.due:,} due", style="yellow" if due.due else "")
+    text.append(" · ").append(f"{due.overdue:,} overdue", style="red" if due.overdue else "")
+    if due.oldest_due_at is not None:
+        text.append(f" (oldest {since(due.oldest_due_at, now)})")
+    if due.next_deadline_at is not None:
+        text.append(f" · next in {age((due.next_deadline_at - now).total_seconds())}")
+    return text
+
+
+def jobs(components: dict[str, Any], now: datetime) -> Table:
+    table = Table(box=None, pad_edge=False, expand=True, header_style="bold")
+    for column in ("job", "next", "runs", "failed", "last error"):
+        table.add_column(
+            column, justify="right" if column in ("next", "runs", "failed") else "left", no_wrap=True
+        )
+    table.columns[-1].overflow = "ellipsis"
+    table.columns[-1].ratio = 1
+    for name, job in sorted(components.get("jobs", {}).items()):
+        at = job.get("next_run_at")
+        upcoming = age((datetime.fromisoformat(at) - now).total_seconds()) if at else "-"
+        label = f"{name} x{job['instances']}" if job.get("instances", 1) > 1 else name
+        failed = Text(str(job.get("failures", 0)), style="red" if job.get("failures") else "")
+        table.add_row(label, upcoming, str(job.get("runs", 0)), failed, job.get("last_error") or "")
+    return table
+
+
+def services(components: dict[str, Any]) -> Text:
+    text = Text("services: ", style="bold")
+    for name, state in components.get("services", {}).items():
+        text.append(f"{name} ").append_text(styled(state)).append("  ")
+    return text
+
+
+def intake(components: dict[str, Any]) -> RenderableType:
+    consumers = components.get("consumers", {})
+    if not consumers:
+        return Text("intake: ", style="bold").append("off", style="dim")
+    table = Table.grid(padding=(0, 1))
+    for justify in ("left", "left", "left", "right"):
+        table.add_column(justify=justify, no_wrap=True)
+    for index, (queue, consumer) in enumerate(consumers.items()):
+        label = Text("intake:" if index == 0 else "", style="bold")
+        table.add_row(label, queue, styled(consumer.get("state", "?")), f"{consumer.get('acked', 0):,} acked")
+    return table
+
+
+def supervised(components: dict[str, Any]) -> Text:
+    text = Text("components: ", style="bold")
+    for name, slot in components.get("supervisor", {}).items():
+        text.append(f"{name} ").append_text(styled(slot.get("state", "?")))
+        restarts = slot.get("restarts", 0)
+        text.append(f" ({restarts} restart{'s' if restarts != 1 else ''})  " if restarts else "  ")
+    return text
+
+
+def frame(overview: Overview, settings: Settings, width: int) -> RenderableType:
+    """The whole screen for a console `width` columns wide."""
+    daemon = live_daemon(overview.daemons)
+    components = daemon.components if daemon is not None else {}
+    wide = width >= WIDE
+    left: list[RenderableType] = [queues(overview), throughput(overview, width // 2 if wide else width)]
+    left += [outcomes(overview), organisations(overview, 10 if wide else 4)]
+    right: list[RenderableType] = [
+        schedules(overview),
+        jobs(components, overview.taken_at),
+        services(components),
+        intake(components),
+        supervised(components),
+    ]
+    if not wide:
+        return Group(header(overview, settings), *left, *right)
+    grid = Table.grid(expand=True, padding=(0, 1))
+    grid.add_column(ratio=1)
+    grid.add_column(ratio=1)
+    grid.add_row(Panel(Group(*left), title="queues"), Panel(Group(*right), title="daemon"))
+    return Group(header(overview, settings), grid)
+
+
+def live_daemon(daemons: list[DaemonState]) -> DaemonState | None:
+    return daemons[0] if daemons else None
+
+
+# -- the command -----------------------------------------------------------------------------------------
+
+IntervalOption = Annotated[float, typer.Option("--interval", min=0.5, help="Seconds between refreshes.")]
+OnceOption = Annotated[bool, typer.Option("--once", help="Print one frame and exit.")]
+
+
+def status_command(
+    config: ConfigOption = None,
+    once: OnceOption = False,
+    json_output: JsonOption = False,
+    interval: IntervalOption = 2.0,
+) -> None:
+    """Show the queues, throughput, schedules and the daemon's state; live, until Ctrl-C."""
+    settings = load_settings(config)
+    engine = open_read_only(settings)
+    clock = SystemClock()
+    try:
+        if json_output:
+            document = as_json(snapshot(engine, settings, clock.now()), settings)
+            typer.echo(json.dumps(document, indent=2, default=str))
+        elif once:
+            console = Console()
+            console.print(frame(snapshot(engine, settings, clock.now()), settings, console.width))
+        else:
+            watch(engine, settings, interval)
+    finally:
+        engine.dispose()
+
+
+def watch(engine: Engine, settings: Settings, interval: float) -> None:
+    console = Console()
+    clock = SystemClock()
+    with Live(console=console, auto_refresh=False, screen=console.is_terminal, transient=False) as live:
+        try:
+            while True:
+                live.update(
+                    frame(snapshot(engine, settings, clock.now()), settings, console.width), refresh=True
+                )
+                time.sleep(interval)  # the pace of a view a person reads
+        except KeyboardInterrupt:
+            return
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status")(status_command)

@@ -1,0 +1,106 @@
+"""Housekeeping the recurring jobs run: sweeping tasks whose lease ran out, and pruning old rows.
+
+Both take `now` from the injected clock, so tests move time instead of waiting for it. Pruning deletes in
+bounded batches, each its own transaction, so a large backlog never holds the write lock for long; what one
+run leaves behind, the next one takes.
+"""
+
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import Engine
+
+from katsched.clock import Clock
+from katsched.store.daemon_state import DaemonStateStore
+from katsched.store.maintenance import (
+    LEASE_EXPIRED,
+    prune_finished_tasks,
+    prune_history,
+    sweep_expired_leases,
+)
+
+log = logging.getLogger("katsched.sweeps")
+
+MAX_BATCHES_PER_RUN = 100
+
+
+@dataclass(frozen=True)
+class LeaseTimeouts:
+    dispatch_timeout: timedelta
+    run_timeout: timedelta
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    tasks_days: int
+    history_days: int
+    batch_size: int
+    max_batches: int = MAX_BATCHES_PER_RUN
+
+
+@dataclass
+class SweepSummary:
+    swept: dict[str, list[uuid.UUID]] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(len(ids) for ids in self.swept.values())
+
+    def log_line(self) -> str:
+        counts = ",".join(f"{name}:{len(ids)}" for name, ids in sorted(self.swept.items()) if ids) or "-"
+        return f"lease_sweep swept={self.total} per_scheduler={counts}"
+
+
+@dataclass
+class PruneSummary:
+    tasks: int = 0
+    history: int = 0
+    daemons: int = 0
+    complete: bool = True  # False: the batch limit was reached, the next run continues
+
+    def log_line(self) -> str:
+        return (
+            f"retention_pruned tasks={self.tasks} history={self.history} daemons={self.daemons} "
+            f"complete={str(self.complete).lower()}"
+        )
+
+
+def sweep_stalled(engine: Engine, clock: Clock, timeouts: Mapping[str, LeaseTimeouts]) -> SweepSummary:
+    """Fail every DISPATCHED or RUNNING task whose lease ran out, in each scheduler; one log line per task."""
+    now = clock.now()
+    summary = SweepSummary()
+    for scheduler_id, lease in timeouts.items():
+        swept = sweep_expired_leases(engine, scheduler_id, now, lease.dispatch_timeout, lease.run_timeout)
+        summary.swept[scheduler_id] = swept
+        for task_id in swept:
+            log.warning("task_swept task_id=%s scheduler=%s reason=%s", task_id, scheduler_id, LEASE_EXPIRED)
+    return summary
+
+
+def prune_retention(engine: Engine, clock: Clock, policy: RetentionPolicy) -> PruneSummary:
+    """Delete finished tasks and history older than the retention policy, at most `max_batches` per kind."""
+    now = clock.now()
+    task_cutoff = now - timedelta(days=policy.tasks_days)
+    history_cutoff = now - timedelta(days=policy.history_days)
+    tasks, tasks_done = _in_batches(
+        lambda: prune_finished_tasks(engine, task_cutoff, policy.batch_size), policy
+    )
+    history, history_done = _in_batches(
+        lambda: prune_history(engine, history_cutoff, policy.batch_size), policy
+    )
+    daemons = DaemonStateStore(engine).prune(history_cutoff)
+    return PruneSummary(tasks=tasks, history=history, daemons=daemons, complete=tasks_done and history_done)
+
+
+def _in_batches(batch: Callable[[], int], policy: RetentionPolicy) -> tuple[int, bool]:
+    """Run `batch` until it deletes less than a full batch, or the limit is reached; (deleted, finished)."""
+    total = 0
+    for _ in range(policy.max_batches):
+        deleted = batch()
+        total += deleted
+        if deleted < policy.batch_size:
+            return total, True
+    return total, False

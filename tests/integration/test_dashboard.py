@@ -1,0 +1,206 @@
+"""`katsched status`: one frame at 80 and 160 columns, and JSON, over a populated store."""
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from katsched.cli.dashboard import age, frame, snapshot, sparkline
+from katsched.config import Settings
+from katsched.core.models import TaskStatus
+from katsched.store.daemon_state import DaemonState, DaemonStateStore
+from katsched.store.engine import build_engine
+from katsched.store.migrate import upgrade
+from katsched.store.queue import NewTask, TaskQueue
+from katsched.store.schedules import ScheduleStore
+from katsched.testing import FakeClock
+
+pytestmark = pytest.mark.integration
+
+ORGANISATIONS = ["acme", "globex", "initech", "umbrella", "hooli", "stark"]
+
+
+def boefje(ooi: str, org: str) -> dict[str, Any]:
+    return {"boefje": {"id": "dns-records"}, "input_ooi": ooi, "organization": org}
+
+
+def components(now: datetime) -> dict[str, Any]:
+    def soon(seconds: int) -> str:
+        return (now + timedelta(seconds=seconds)).isoformat()
+
+    return {
+        "supervisor": {
+            "api": {"state": "running", "restarts": 0, "error": None},
+            "recurring": {"state": "running", "restarts": 1, "error": "its thread ended"},
+        },
+        "consumers": {
+            "scan_profile_mutations": {"state": "connected", "error": None, "acked": 1204},
+            "raw_file_received": {"state": "disconnected", "error": "connection refused", "acked": 0},
+        },
+        "services": {"database": "ok", "katalogus": "ok", "octopoes": "down", "bytes": "not configured"},
+        "jobs": {
+            "lease_sweep": {"next_run_at": soon(12), "instances": 1, "runs": 300, "failures": 0},
+            "boefje.reschedule": {
+                "next_run_at": soon(31),
+                "instances": 6,
+                "runs": 900,
+                "failures": 2,
+                "last_error": "katalogus GET /v1/organisations/acme/plugins: 503",
+            },
+            "retention": {"next_run_at": soon(2880), "instances": 1, "runs": 3, "failures": 0},
+        },
+        "organisations": 6,
+        "swept_total": 3,
+    }
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Path:
+    """Tasks pushed over the last 40 minutes, some popped and finished, due schedules, a live daemon."""
+    path = tmp_path / "katsched.db"
+    engine = build_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    now = datetime.now(UTC)
+    clock = FakeClock(now - timedelta(minutes=40))
+    queue = TaskQueue(engine, clock)
+    for i in range(120):
+        org = ORGANISATIONS[i % 6] if i % 3 else "acme"
+        queue.push(NewTask("boefje", org, 10, boefje(f"Hostname|internet|h{i}.example", org)))
+        clock.advance(seconds=15)
+    queue.push(NewTask("report", "acme", 5, {"report_recipe_id": "r1", "organisation_id": "acme"}))
+    popped = queue.pop("boefje", limit=30)
+    for task in popped[:20]:
+        queue.set_status(task.id, TaskStatus.RUNNING)
+    for task in popped[:12]:
+        queue.set_status(task.id, TaskStatus.COMPLETED)
+    for task in popped[12:15]:
+        queue.set_status(task.id, TaskStatus.FAILED)
+    schedules = ScheduleStore(engine, clock)
+    for i in range(4):
+        deadline = now - timedelta(minutes=i * 9)
+        schedules.create("boefje", "acme", boefje(f"o{i}", "acme"), f"{i:032d}", deadline_at=deadline)
+    states = DaemonStateStore(engine)
+    started = now - timedelta(hours=3)
+    state = DaemonState("host1:4242", "host1", 4242, "0.1.0", started, now, components=components(now))
+    states.register(state)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture
+def settings(database: Path) -> Settings:
+    return Settings.model_validate({"database": {"url": f"sqlite:///{database}"}})
+
+
+def render(settings: Settings, width: int) -> str:
+    engine = build_engine(settings.database.url)
+    try:
+        overview = snapshot(engine, settings, datetime.now(UTC))
+    finally:
+        engine.dispose()
+    console = Console(width=width, height=24, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    console.print(frame(overview, settings, width))
+    return console.export_text()
+
+
+def assert_the_content(text: str) -> None:
+    for expected in (
+        "host1:4242 up 3h",  # the daemon and its heartbeat
+        "boefje",
+        "normalizer",
+        "report",
+        "pushed/min",
+        "popped/min",
+        "hour 121",  # 120 boefje pushes and one report in the last hour
+        "hour 30",  # 30 pops
+        "completed 12",
+        "failed 3",
+        "acme 31",  # top organisation by queue size: 40 pushed, 9 of them popped
+        "4 due",
+        "3 overdue",  # due for more than 5 minutes
+        "lease_sweep",
+        "boefje.reschedule x6",
+        "katalogus GET",
+        "octopoes down",
+        "scan_profile_mutations connected",
+        "raw_file_received disconnected",
+        "recurring running (1 restart)",
+    ):
+        assert expected in text, f"{expected!r} not in the frame:\n{text}"
+
+
+def test_one_frame_at_80_columns_fits_a_terminal(settings: Settings) -> None:
+    text = render(settings, 80)
+    assert_the_content(" ".join(text.split()))
+    lines = text.rstrip("\n").splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    assert len(lines) <= 24
+    assert "│" not in text  # stacked, no side-by-side panels
+    queue_line = next(line for line in lines if line.startswith("boefje"))
+    assert queue_line.split()[1:4] == ["90", "10", "5"]  # queued, dispatched, running
+
+
+def test_one_frame_at_160_columns_uses_the_width(settings: Settings) -> None:
+    text = render(settings, 160)
+    assert_the_content(" ".join(text.replace("│", " ").split()))
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) > 120
+    assert any(line.count("│") >= 4 for line in lines)  # two panels side by side
+
+
+def test_a_silent_daemon_is_reported(settings: Settings, database: Path) -> None:
+    engine = build_engine(settings.database.url)
+    DaemonStateStore(engine).heartbeat("host1:4242", datetime.now(UTC) - timedelta(minutes=5), {})
+    engine.dispose()
+    assert "host1:4242 silent for 5m" in render(settings, 80)
+
+
+def run_status(database: Path, tmp_path: Path, *args: str, columns: int = 80) -> str:
+    config = tmp_path / "status.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{database}"\n')
+    env = {**os.environ, "COLUMNS": str(columns), "LINES": "24"}
+    command = [sys.executable, "-m", "katsched", "status", "--config", str(config), *args]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_status_once_prints_one_frame(database: Path, tmp_path: Path) -> None:
+    for columns in (80, 160):
+        output = run_status(database, tmp_path, "--once", columns=columns)
+        assert_the_content(" ".join(output.replace("│", " ").split()))
+
+
+def test_status_json_is_for_scripts(database: Path, tmp_path: Path) -> None:
+    document = json.loads(run_status(database, tmp_path, "--json"))
+    loads = {load["scheduler_id"]: load for load in document["schedulers"]}
+    boefje = loads["boefje"]
+    assert (boefje["queued"], boefje["dispatched"], boefje["running"]) == (90, 10, 5)
+    assert sum(document["pushed_per_minute"]) == 121 and len(document["pushed_per_minute"]) == 60
+    assert document["outcomes_24h"] == {"cancelled": 0, "completed": 12, "failed": 3}
+    assert document["top_organisations"][0] == ["acme", 31]
+    assert document["schedules"]["due"] == 4
+    assert document["daemons"][0]["alive"] is True
+
+
+def test_status_without_a_database_says_so(tmp_path: Path) -> None:
+    config = tmp_path / "status.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "absent.db"}"\n')
+    command = [sys.executable, "-m", "katsched", "status", "--once", "--config", str(config)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 7
+    assert "no database at" in result.stderr
+    assert not (tmp_path / "absent.db").exists()
+
+
+def test_sparkline_and_ages() -> None:
+    assert sparkline([0, 1, 4, 8], 4) == " ▁▄█"
+    assert sparkline([5, 0, 0], 2) == "  "
+    assert sparkline(list(range(1, 101)), 3) == "███"  # only the newest values, scaled among themselves
+    assert [age(s) for s in (5, 185, 7800, 90000)] == ["5s", "3m05s", "2h10m", "1d01h"]

@@ -1,0 +1,210 @@
+"""Recurring jobs: a job set per organisation, global jobs, and failures that never stop the scheduler."""
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from katsched.errors import ServiceUnavailable
+from katsched.recurring import GlobalJob, JobResult, OrganisationJob, Recurring, job_id
+from katsched.testing import FakeClock
+
+HOUR = 3600.0
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.01)
+
+
+class Calls:
+    """A job body that records its calls and can be told to fail."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.calls: list[str] = []
+        self.failures: list[BaseException] = []
+
+    def __call__(self, organisation: str = "-") -> JobResult:
+        with self.lock:
+            self.calls.append(organisation)
+            failure = self.failures.pop(0) if self.failures else None
+        if failure is not None:
+            raise failure
+        return f"planner_run planner=test created=1 org={organisation}"
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.calls)
+
+
+@pytest.fixture
+def organisations() -> list[str]:
+    return ["acme", "globex"]
+
+
+@pytest.fixture
+def calls() -> Calls:
+    return Calls()
+
+
+@pytest.fixture
+def recurring(organisations: list[str], calls: Calls) -> Iterator[Recurring]:
+    # rand() == 1.0 puts every first run a whole interval away, so nothing runs unless a test says so.
+    jobs = Recurring(
+        organisations=lambda: list(organisations),
+        organisation_jobs=[OrganisationJob("plan", HOUR, calls), OrganisationJob("rank", HOUR, calls)],
+        global_jobs=[GlobalJob("sweep", HOUR, calls)],
+        clock=FakeClock(datetime(2026, 11, 28, tzinfo=UTC)),
+        organisations_interval=HOUR,
+        jitter=5,
+        rand=lambda: 1.0,
+    )
+    jobs.start()
+    yield jobs
+    jobs.stop(timeout=10)
+
+
+def test_each_organisation_gets_its_job_set_beside_the_global_jobs(recurring: Recurring) -> None:
+    assert recurring.job_ids() == sorted(
+        ["organisations", "sweep", "plan@acme", "rank@acme", "plan@globex", "rank@globex"]
+    )
+    assert recurring.organisations() == {"acme", "globex"}
+    assert recurring.alive()
+
+
+def test_organisations_that_appear_or_disappear_add_or_remove_their_jobs(
+    recurring: Recurring, organisations: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "katsched.recurring")
+    organisations.remove("acme")
+    organisations.append("initech")
+    recurring.sync_organisations()
+    assert recurring.job_ids() == sorted(
+        ["organisations", "sweep", "plan@globex", "rank@globex", "plan@initech", "rank@initech"]
+    )
+    assert "organisation_added org=initech jobs=2" in caplog.text
+    assert "organisation_removed org=acme" in caplog.text
+
+
+def test_the_refresh_job_follows_the_catalogue(recurring: Recurring, organisations: list[str]) -> None:
+    organisations.append("initech")
+    recurring.run_now("organisations")
+    wait_until(lambda: "plan@initech" in recurring.job_ids())
+
+
+def test_a_catalogue_outage_keeps_the_current_job_sets(
+    organisations: list[str], calls: Calls, caplog: pytest.LogCaptureFixture
+) -> None:
+    available = threading.Event()
+    available.set()
+
+    def catalogue() -> list[str]:
+        if not available.is_set():
+            raise ServiceUnavailable("katalogus GET /v1/organisations: connection refused")
+        return list(organisations)
+
+    jobs = Recurring(
+        organisations=catalogue,
+        organisation_jobs=[OrganisationJob("plan", HOUR, calls)],
+        global_jobs=[],
+        clock=FakeClock(),
+        organisations_interval=HOUR,
+        rand=lambda: 1.0,
+    )
+    jobs.start()
+    try:
+        available.clear()
+        jobs.run_now("organisations")
+        wait_until(lambda: jobs.stats().get("organisations") is not None)
+        assert jobs.job_ids() == ["organisations", "plan@acme", "plan@globex"]
+        assert "job_deferred job=organisations error=katalogus GET /v1/organisations" in caplog.text
+    finally:
+        jobs.stop(timeout=10)
+
+
+def test_a_job_that_raises_is_logged_and_runs_again_at_its_next_time(
+    recurring: Recurring, calls: Calls, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "katsched.recurring")
+    calls.failures.append(RuntimeError("a bug in the planner"))
+    recurring.run_now("plan@acme")
+    wait_until(lambda: recurring.stats().get("plan@acme") is not None)
+
+    record = next(r for r in caplog.records if r.getMessage().startswith("job_failed"))
+    assert record.getMessage() == "job_failed job=plan org=acme error=RuntimeError: a bug in the planner"
+    assert record.levelno == logging.ERROR and record.exc_info is not None
+    assert recurring.alive()
+    next_run = recurring.next_runs()["plan@acme"]
+    assert next_run is not None and next_run > datetime.now(UTC) + timedelta(minutes=59)
+
+    recurring.run_now("plan@acme")
+    wait_until(lambda: recurring.stats()["plan@acme"].runs == 2)
+    stats = recurring.stats()["plan@acme"]
+    assert (stats.runs, stats.failures, stats.last_error) == (2, 1, "RuntimeError: a bug in the planner")
+    assert "planner_run planner=test created=1 org=acme" in caplog.text
+
+
+def test_a_transient_failure_is_a_one_line_warning(
+    recurring: Recurring, calls: Calls, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls.failures.append(ServiceUnavailable("katalogus GET /v1/organisations/acme/plugins: 503"))
+    recurring.run_now("plan@acme")
+    wait_until(lambda: recurring.stats().get("plan@acme") is not None)
+    [record] = [r for r in caplog.records if r.getMessage().startswith("job_deferred")]
+    assert record.levelno == logging.WARNING and record.exc_info is None
+    assert "org=acme" in record.getMessage()
+
+
+def test_jobs_coalesce_never_overlap_and_are_jittered(recurring: Recurring) -> None:
+    job = recurring._scheduler.get_job("plan@acme")
+    assert job.coalesce is True
+    assert job.max_instances == 1
+    assert job.misfire_grace_time == HOUR
+    assert job.trigger.jitter == 5
+    assert job.trigger.interval == timedelta(hours=1)
+
+
+def test_first_runs_are_spread_over_the_interval(calls: Calls) -> None:
+    offsets = iter([1.0, 0.1, 0.5, 0.9])  # the refresh job first, then one per organisation
+    jobs = Recurring(
+        organisations=lambda: ["a", "b", "c"],
+        organisation_jobs=[OrganisationJob("plan", HOUR, calls)],
+        global_jobs=[],
+        clock=FakeClock(),
+        organisations_interval=HOUR,
+        rand=lambda: next(offsets, 1.0),
+    )
+    jobs.start(paused=True)
+    try:
+        runs = jobs.next_runs()
+        first = sorted(run for org in "abc" if (run := runs[job_id("plan", org)]) is not None)
+        assert len(first) == 3
+        assert all(later - earlier > timedelta(minutes=20) for earlier, later in itertools.pairwise(first))
+    finally:
+        jobs.stop(timeout=10)
+
+
+def test_new_intervals_apply_to_every_job_of_that_name(recurring: Recurring) -> None:
+    recurring.set_intervals({"plan": 120.0}, jitter=0)
+    assert recurring._scheduler.get_job("plan@acme").trigger.interval == timedelta(seconds=120)
+    assert recurring._scheduler.get_job("rank@acme").trigger.interval == timedelta(hours=1)
+
+
+def test_summary_groups_organisation_jobs_for_the_dashboard(recurring: Recurring) -> None:
+    summary = recurring.summary()
+    assert summary["plan"]["instances"] == 2
+    assert summary["sweep"]["instances"] == 1
+    assert datetime.fromisoformat(summary["plan"]["next_run_at"]) > datetime.now(UTC)
+
+
+def test_stop_ends_the_scheduler_thread(recurring: Recurring) -> None:
+    assert recurring.stop(timeout=10)
+    assert not recurring.alive()
