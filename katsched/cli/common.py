@@ -19,7 +19,11 @@ from katsched.store.queue import TaskQueue
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="TOML config file (default: $KATSCHED_CONFIG, /etc/katsched/config.toml, ./config.toml)."),
+    typer.Option(
+        "--config",
+        "-c",
+        help="TOML config file (default: $KATSCHED_CONFIG, /etc/katsched/config.toml, ./config.toml).",
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
 
@@ -29,7 +33,9 @@ console = Console()
 def open_engine(settings: Settings) -> Engine:
     """The engine for the configured database, migrated to the newest schema."""
     engine = build_engine(
-        settings.database.url, busy_timeout_ms=settings.database.busy_timeout_ms, pool_size=settings.database.pool_size
+        settings.database.url,
+        busy_timeout_ms=settings.database.busy_timeout_ms,
+        pool_size=settings.database.pool_size,
     )
     upgrade(engine)
     return engine
@@ -57,5 +63,7 @@ def print_json(document: Any) -> None:
     if isinstance(document, BaseModel):
         document = document.model_dump(mode="json")
     elif isinstance(document, list):
-        document = [item.model_dump(mode="json") if isinstance(item, BaseModel) else item for item in document]
+        document = [
+            item.model_dump(mode="json") if isinstance(item, BaseModel) else item for item in document
+        ]
     sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
