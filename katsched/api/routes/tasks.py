@@ -50,7 +50,8 @@ class TaskRoutes:
             self.stats,
             methods=["GET"],
             response_model=Stats,
-            responses=error_responses(),
+            # 400: a value PostgreSQL cannot hold in a text column (a NUL character).
+            responses=error_responses(400),
             summary="Tasks per hour and status, over the last 24 hours",
         )
         add(
