@@ -1,12 +1,15 @@
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-Run = Callable[..., subprocess.CompletedProcess[str]]
+from katsched.core.models import Organisation
+from tests.contract.kat_fake_server import KatFakeServer
+from tests.integration.support import HOSTNAME, Run
+from tests.integration.test_intake_publish import Broker, scratch_queue
 
 
 @pytest.fixture
@@ -32,3 +35,23 @@ def katsched(config_file: Path) -> Run:
         )
 
     return run
+
+
+@pytest.fixture
+def kat() -> Iterator[KatFakeServer]:
+    """The loopback KAT services with one organisation that has the dns-records boefje."""
+    with KatFakeServer() as server:
+        server.add_organisation(Organisation(id="acme", name="Acme"))
+        server.add_plugin("acme", HOSTNAME)
+        yield server
+
+
+@pytest.fixture
+def broker() -> Broker:
+    return Broker()
+
+
+@pytest.fixture
+def mutations(broker: Broker) -> Iterator[str]:
+    """A scratch queue on the real broker, deleted afterwards."""
+    yield from scratch_queue(broker)

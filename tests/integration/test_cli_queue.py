@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Run
+from tests.integration.support import Run
 
 pytestmark = pytest.mark.integration
 

@@ -6,45 +6,23 @@ import threading
 import time
 import urllib.error
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from katsched.core.models import Organisation, Plugin, TaskStatus
+from katsched.core.models import TaskStatus
 from katsched.daemon import DRAIN_TIMEOUT
 from katsched.intake import sample_mutation
 from katsched.store.engine import build_engine
 from katsched.store.tables import tasks
 from tests.contract.kat_fake_server import KatFakeServer
 from tests.integration.test_daemon_lifecycle import DaemonProcess, free_port, http_json, wait_until
-from tests.integration.test_intake_publish import AMQP_URL, Broker, scratch_queue
+from tests.integration.test_intake_publish import AMQP_URL, Broker
 
 pytestmark = [pytest.mark.integration, pytest.mark.amqp]
 
 MESSAGES = 1500
-HOSTNAME = Plugin(
-    id="dns-records", type="boefje", enabled=True, scan_level=1, consumes=["Hostname"], produces=[]
-)
-
-
-@pytest.fixture
-def kat() -> Iterator[KatFakeServer]:
-    with KatFakeServer() as server:
-        server.add_organisation(Organisation(id="acme", name="Acme"))
-        server.add_plugin("acme", HOSTNAME)
-        yield server
-
-
-@pytest.fixture
-def broker() -> Broker:
-    return Broker()
-
-
-@pytest.fixture
-def mutations(broker: Broker) -> Iterator[str]:
-    yield from scratch_queue(broker)
 
 
 def config(tmp_path: Path, kat: KatFakeServer, mutations: str, port: int) -> Path:

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from katsched.clock import SystemClock
-from katsched.core.models import Organisation, Plugin
 from katsched.intake import sample_mutation
 from katsched.store.daemon_state import DaemonStateStore
 from katsched.store.engine import build_engine
@@ -19,28 +18,6 @@ from tests.integration.test_daemon_lifecycle import DaemonProcess, free_port, ht
 from tests.integration.test_intake_publish import AMQP_URL, Broker, scratch_queue
 
 pytestmark = [pytest.mark.integration, pytest.mark.amqp]
-
-HOSTNAME = Plugin(
-    id="dns-records", type="boefje", enabled=True, scan_level=1, consumes=["Hostname"], produces=[]
-)
-
-
-@pytest.fixture
-def kat() -> Iterator[KatFakeServer]:
-    with KatFakeServer() as server:
-        server.add_organisation(Organisation(id="acme", name="Acme"))
-        server.add_plugin("acme", HOSTNAME)
-        yield server
-
-
-@pytest.fixture
-def broker() -> Broker:
-    return Broker()
-
-
-@pytest.fixture
-def mutations(broker: Broker) -> Iterator[str]:
-    yield from scratch_queue(broker)
 
 
 @pytest.fixture

@@ -66,11 +66,6 @@ def consumer_for(queue: str, handler: Any, **options: Any) -> QueueConsumer:
 
 
 @pytest.fixture
-def broker() -> Broker:
-    return Broker()
-
-
-@pytest.fixture
 def queue_name(broker: Broker) -> Iterator[str]:
     yield from scratch_queue(broker)
 

@@ -91,11 +91,6 @@ class World:
 
 
 @pytest.fixture
-def broker() -> Broker:
-    return Broker()
-
-
-@pytest.fixture
 def queue_name(broker: Broker) -> Iterator[str]:
     yield from scratch_queue(broker)
 

@@ -20,7 +20,7 @@ import pytest
 from katsched.errors import ServiceUnavailable
 from katsched.intake import Backoff, Publisher, decode_mutation, decode_raw_file
 from katsched.intake.amqp import QueueConsumer
-from tests.integration.conftest import Run
+from tests.integration.support import Run
 
 pytestmark = [pytest.mark.amqp, pytest.mark.integration]
 
@@ -245,11 +245,6 @@ def _relay(a: socket.socket, b: socket.socket) -> None:
 
 
 # Tests of the publishing side.
-
-
-@pytest.fixture
-def broker() -> Broker:
-    return Broker()
 
 
 @pytest.fixture

@@ -69,11 +69,6 @@ def child_main() -> None:
 
 
 @pytest.fixture
-def broker() -> Broker:
-    return Broker()
-
-
-@pytest.fixture
 def queue_name(broker: Broker) -> Iterator[str]:
     yield from scratch_queue(broker)
 
