@@ -3,31 +3,33 @@
 5,000 mutations of new hostnames over 10 organisations, each taken by 3 enabled boefjes (15,000 tasks).
 Katalogus, Octopoes and Bytes are the loopback fake server (`tests/contract/kat_fake_server.py`) in a process
 of its own, as the real services are, reached through the real HTTP clients with the Katalogus cache on (as
-configured by default) and warmed before the clock starts. `--services memory` uses the in-memory ports.
+configured by default) and warmed before the clock starts; `--bytes-latency MS` delays each Bytes lookup, as
+a real Bytes and its database would. `--services memory` uses the in-memory ports.
 Measured until the consumer has acknowledged every message, which it does only after the tasks are committed:
 
 - backlog: the mutations wait in the queue, then the consumer starts;
 - stream: the consumer is running; another process publishes the mutations, as Octopoes does.
 
-Two ways to hand messages to the planner: one `plan_for_mutation` call per message (what the planner offers
-today), and `Batch`es of up to 50 waiting messages planned together. The planner has no batch method yet; the
-batch rows use a stand-in, `BatchingPlanner` below, built on the planner's internal pipeline.
+Two ways to hand messages to the planner: one `plan_for_mutation` call per message, and `Batch`es of the
+messages already waiting (up to 100) planned together by `plan_for_mutations`, as the daemon does. Workers,
+prefetch and batch size default to the daemon's. A new object has no history: one Bytes request per message.
 
 References, same run: the planner called directly, without RabbitMQ (one call per mutation, and batches of
-50), and the intake alone, with a handler that does nothing. Target: >= 1,000 messages/s.
+the same size), and the intake alone, with a handler that does nothing. Target: >= 1,000 messages/s.
 Needs RabbitMQ on 127.0.0.1:5672.
 
     uvx nox -s bench -- bench/intake.py      (or: python bench/intake.py [--quick] [--services memory])
 """
 
 import argparse
+import inspect
 import json
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,8 +39,10 @@ import pika
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for the loopback fake under tests/
 
 from katsched.clock import SystemClock
-from katsched.core.models import MutationOperation, Organisation, Plugin, ScanProfileMutation
+from katsched.config import AmqpSettings
+from katsched.core.models import Organisation, Plugin
 from katsched.intake import (
+    BATCH_SIZE,
     QueueConsumer,
     decode_mutation,
     mutation_batches,
@@ -46,8 +50,6 @@ from katsched.intake import (
     sample_mutation,
 )
 from katsched.schedulers.boefje import BoefjePlanner
-from katsched.schedulers.boefje_plan import candidate
-from katsched.schedulers.summary import PlanSummary
 from katsched.store.engine import build_engine
 from katsched.store.lookups import SqlScheduleStore, SqlTaskStore
 from katsched.store.migrate import upgrade
@@ -59,35 +61,20 @@ from tests.contract.kat_fake_server import KatClients, connect
 URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 ORGANISATIONS = [f"org-{n:02d}" for n in range(10)]
 BOEFJES = ["dns-records", "nmap", "whois"]
-BATCH = 50
 TIMEOUT = 300.0
 
 
-class BatchingPlanner(BoefjePlanner):
-    """A stand-in for a `plan_for_mutations` the planner does not offer yet: the candidates of all the
-    created/updated objects go through the planner's pipeline in one pass (one lookup, one push)."""
-
-    def plan_for_mutations(self, mutations: Sequence[ScanProfileMutation]) -> PlanSummary:
-        summary = PlanSummary("boefje.mutation")
-        candidates = []
-        for mutation in mutations:
-            if mutation.operation is MutationOperation.DELETE or mutation.value is None:
-                summary = summary.merge(self.plan_for_mutation(mutation))
-                continue
-            boefjes = self._catalog.boefjes_consuming(mutation.client_id, mutation.value.object_type)
-            candidates += [
-                candidate(b, mutation.client_id, mutation.value, operation=mutation.operation)
-                for b in boefjes
-            ]
-        self._plan(candidates, summary, self._clock.now())
-        return summary
+def consumer_default(name: str) -> int:
+    default = inspect.signature(QueueConsumer).parameters[name].default
+    assert isinstance(default, int)
+    return default
 
 
 def plugin(boefje_id: str) -> Plugin:
     return Plugin(id=boefje_id, type="boefje", enabled=True, scan_level=1, consumes=["Hostname"], produces=[])
 
 
-def serve_kat() -> None:
+def serve_kat(bytes_latency: float) -> None:
     """Child role: the loopback KAT services; prints their URLs, then request counts per line read."""
     from tests.contract.kat_fake_server import BYTES, KATALOGUS, OCTOPOES, KatFakeServer
 
@@ -96,6 +83,8 @@ def serve_kat() -> None:
         server.add_organisation(Organisation(id=organisation))
         for boefje_id in BOEFJES:
             server.add_plugin(organisation, plugin(boefje_id))
+    if bytes_latency:  # every run lookup waits, as on a real Bytes and its database
+        server.delay_next(10**9, bytes_latency, f"{BYTES}/bytes/")
     names = ("katalogus_url", "octopoes_url", "bytes_url", "username", "password")
     print(json.dumps({name: getattr(server, name) for name in names}), flush=True)
     prefixes = {"katalogus": KATALOGUS, "octopoes": OCTOPOES, "bytes": BYTES}
@@ -128,10 +117,11 @@ class Services:
     close: Callable[[], None]
 
 
-def loopback_services() -> Services:
+def loopback_services(bytes_latency_ms: float) -> Services:
     child = subprocess.Popen(
-        [sys.executable, __file__, "--serve-kat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
+        [sys.executable, __file__, "--serve-kat", "--bytes-latency", str(bytes_latency_ms)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
     assert child.stdin is not None and child.stdout is not None
     remote = argparse.Namespace(**json.loads(child.stdout.readline()))
     clients = connect(remote, SystemClock())
@@ -178,12 +168,12 @@ def mutations(count: int, run: str) -> list[bytes]:
     ]
 
 
-def planner(directory: Path, name: str, clients: KatClients) -> tuple[BatchingPlanner, TaskQueue]:
+def planner(directory: Path, name: str, clients: KatClients) -> tuple[BoefjePlanner, TaskQueue]:
     clock = SystemClock()
     engine = build_engine(f"sqlite:///{directory / name}.db")
     upgrade(engine)
     queue = TaskQueue(engine, clock)
-    boefjes = BatchingPlanner(
+    boefjes = BoefjePlanner(
         tasks=SqlTaskStore(queue), schedules=SqlScheduleStore(engine, clock), seen=SqlSeenPlugins(engine),
         catalog=clients.katalogus, objects=clients.octopoes, raw_data=clients.bytes, clock=clock,
     )  # fmt: skip
@@ -248,7 +238,7 @@ def measure(
     mode: str, kind: str, count: int, services: Services, args: argparse.Namespace, directory: Path
 ) -> float:
     boefjes, queue = planner(directory, f"{mode}-{kind}", services.clients)
-    work = mutation_batches(boefjes, BATCH) if mode == "batch" else mutation_handler(boefjes)
+    work = mutation_batches(boefjes, args.batch) if mode == "batch" else mutation_handler(boefjes)
     name = f"katsched_bench_{uuid.uuid4().hex[:8]}"
     broker(lambda channel: channel.queue_declare(queue=name, durable=True))
     consumer = QueueConsumer(URL, name, work, prefetch=args.prefetch, workers=args.workers)
@@ -278,13 +268,13 @@ def intake_alone(count: int, args: argparse.Namespace, directory: Path) -> float
         broker(lambda channel: [channel.queue_delete(queue=q) for q in (name, f"{name}.dead")])
 
 
-def reference(mode: str, count: int, services: Services, directory: Path) -> float:
+def reference(mode: str, count: int, batch: int, services: Services, directory: Path) -> float:
     boefjes, _ = planner(directory, f"reference-{mode}", services.clients)
     decoded = [decode_mutation(body) for body in mutations(count, f"reference-{mode}")]
     start = time.perf_counter()
     if mode == "batch":
-        for first in range(0, count, BATCH):
-            boefjes.plan_for_mutations(decoded[first : first + BATCH])
+        for first in range(0, count, batch):
+            boefjes.plan_for_mutations(decoded[first : first + batch])
     else:
         for mutation in decoded:
             boefjes.plan_for_mutation(mutation)
@@ -297,32 +287,39 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="1,000 mutations instead of 5,000")
     parser.add_argument("--services", choices=["loopback", "memory"], default="loopback")
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--prefetch", type=int, default=200)
+    # The daemon's defaults: `[amqp] prefetch`, the consumer's workers, the mutation batch size.
+    parser.add_argument("--workers", type=int, default=consumer_default("workers"))
+    parser.add_argument("--prefetch", type=int, default=AmqpSettings().prefetch)
+    parser.add_argument("--batch", type=int, default=BATCH_SIZE, help="most messages planned together")
+    parser.add_argument(
+        "--bytes-latency", type=float, default=0.0, metavar="MS", help="delay of each loopback Bytes lookup"
+    )
     parser.add_argument("--serve-kat", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--publish", nargs=2, metavar=("QUEUE", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_kat:
-        return serve_kat()
+        return serve_kat(args.bytes_latency / 1000)
     if args.publish:
         return publish_file(*args.publish)
     count = 1000 if args.quick else 5000
     directory = Path(tempfile.mkdtemp(prefix="katsched-bench-intake-"))
+    latency = f" (Bytes +{args.bytes_latency:g} ms)" if args.bytes_latency else ""
     print(f"intake: {count:,} mutations x {len(BOEFJES)} boefjes, {len(ORGANISATIONS)} organisations, "
-          f"{args.services} KAT services, workers={args.workers} prefetch={args.prefetch}; "
-          "target >= 1,000/s")  # fmt: skip
-    services = loopback_services() if args.services == "loopback" else memory_services()
+          f"{args.services} KAT services{latency}, workers={args.workers} prefetch={args.prefetch} "
+          f"batch={args.batch}; target >= 1,000/s")  # fmt: skip
+    services = loopback_services(args.bytes_latency) if args.services == "loopback" else memory_services()
     try:
-        rates = {mode: reference(mode, count, services, directory) for mode in ("message", "batch")}
+        modes = ("message", "batch")
+        rates = {mode: reference(mode, count, args.batch, services, directory) for mode in modes}
         ceiling = intake_alone(count, args, directory)
-        for mode in ("message", "batch"):
+        for mode in modes:
             for kind in ("backlog", "stream"):
                 rate = measure(mode, kind, count, services, args, directory)
                 print(f"   ratio to the planner alone {rate / rates[mode]:.2f}")
     finally:
         services.close()
     print(f"  reference, the planner alone without RabbitMQ: {rates['message']:,.0f} mutations/s one by one, "
-          f"{rates['batch']:,.0f}/s in batches of {BATCH}")  # fmt: skip
+          f"{rates['batch']:,.0f}/s in batches of {args.batch}")  # fmt: skip
     print(f"  reference, the intake alone (a handler that does nothing): {ceiling:,.0f} messages/s")
 
 

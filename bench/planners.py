@@ -6,8 +6,8 @@
    configured by default). Reported: the time to push them all, and the requests per task to each service.
    Targets: all 10,000 in <= 10 s, <= 0.1 Katalogus requests per task.
 2. Mutations: 5,000 scan-profile mutations (new hostnames, 2 boefjes each, so 10,000 tasks) planned without
-   RabbitMQ, one at a time and in the consumer's batches of 50, with the services on loopback and in memory.
-   A new object has no history, so each task costs one Bytes request. Target: >= 1,000 tasks/s.
+   RabbitMQ, one at a time and in the consumer's batches, with the services on loopback and in memory.
+   A new object has no history, so each costs one Bytes request (for both boefjes). Target: >= 1,000 tasks/s.
 
 Reference, measured in the same run: the same kind of task pushed one per transaction with `TaskQueue.push`,
 the cost a planner would pay without batching (and before asking any service).
@@ -40,6 +40,7 @@ from katsched.core.models import (
     ScanProfileMutation,
 )
 from katsched.core.ports import ObjectGraph, PluginCatalog, RawDataIndex
+from katsched.intake import BATCH_SIZE
 from katsched.schedulers.boefje import BoefjePlanner
 from katsched.store.engine import build_engine
 from katsched.store.lookups import SqlScheduleStore, SqlTaskStore
@@ -56,7 +57,7 @@ HOSTNAMES = 40  # per organisation
 BOEFJES = [f"boefje-{n}" for n in range(5)]
 MUTATIONS = 1000 if QUICK else 5000
 MUTATION_BOEFJES = BOEFJES[:2]
-BATCH = 50  # the RabbitMQ consumer's default batch of messages
+BATCH = BATCH_SIZE  # the RabbitMQ consumer's batch of mutations
 REFERENCE_PUSHES = 1000 if QUICK else 2000
 SERVICES = [("katalogus", KATALOGUS), ("octopoes", OCTOPOES), ("bytes", BYTES)]
 

@@ -85,7 +85,11 @@ class AmqpSettings(_Section):
         "amqp://guest:guest@127.0.0.1:5672/%2F",
         description="RabbitMQ URL, as OpenKAT's QUEUE_URI; the password in it is treated as a secret.",
     )
-    prefetch: int = _number(20, "Messages a consumer may hold unacknowledged.", ge=1)
+    prefetch: int = _number(
+        200,
+        "Messages a consumer may hold unacknowledged; mutations are planned up to 100 at a time from them.",
+        ge=1,
+    )
     mutations_queue: str = Field(
         "scan_profile_mutations", min_length=1, description="Queue of Octopoes scan-profile mutations."
     )

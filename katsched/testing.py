@@ -178,6 +178,12 @@ class InMemoryRawDataIndex:
         # Newest by start; a run without a start time counts as the oldest.
         return max(runs, key=_started, default=None)
 
+    def last_runs(
+        self, input_ooi: str | None, organization: str, boefje_ids: Collection[str]
+    ) -> dict[str, BoefjeMeta]:
+        runs = {boefje_id: self.last_run(boefje_id, input_ooi, organization) for boefje_id in boefje_ids}
+        return {boefje_id: meta for boefje_id, meta in runs.items() if meta is not None}
+
 
 def _started(meta: BoefjeMeta) -> datetime:
     return meta.started_at or datetime.min.replace(tzinfo=UTC)

@@ -92,6 +92,13 @@ class RawDataIndex(Protocol):
         """The newest run of the boefje on the object in the organisation; `input_ooi=None` matches any."""
         ...
 
+    def last_runs(
+        self, input_ooi: str | None, organization: str, boefje_ids: Collection[str]
+    ) -> dict[str, BoefjeMeta]:
+        """`last_run` of each of `boefje_ids` on one object, keyed by boefje id; those that never ran on it
+        are left out. One request to Bytes for the object rather than one per boefje."""
+        ...
+
 
 # ----------------------------------------------------------------------------------------------------------
 # Store: what the planners need of the database, beyond the queue's own push and pop.

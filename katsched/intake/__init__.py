@@ -3,6 +3,7 @@
 from katsched.intake.amqp import ConsumerState, ConsumerStats, QueueConsumer
 from katsched.intake.backoff import Backoff
 from katsched.intake.messages import (
+    BATCH_SIZE,
     Batch,
     Handler,
     decode_mutation,
@@ -16,6 +17,7 @@ from katsched.intake.messages import (
 from katsched.intake.publish import Publisher
 
 __all__ = [
+    "BATCH_SIZE",
     "Backoff",
     "Batch",
     "ConsumerState",

@@ -2,9 +2,9 @@
 
 The I/O thread only moves frames, so heartbeats are answered while a planner waits on a slow service. A
 worker takes one delivery, or for a `Batch` also those already waiting behind it, and turns each into exactly
-one `Outcome` (ack, dead-letter or requeue), handed back through `settle`; the consumer applies it on the I/O
-thread, the only thread that may touch the channel. A delivery dropped because the consumer is stopping gets
-no outcome at all: its channel closes and the broker delivers it again.
+one `Outcome` (ack, dead-letter or requeue); a batch's outcomes are handed back together through `settle`, and
+the consumer applies them on the I/O thread, the only thread that may touch the channel. A delivery dropped
+because the consumer is stopping gets no outcome at all: its channel closes and the broker delivers it again.
 
 A transient failure does two things, both bounded and growing: it closes a shared gate for a pause that
 grows with the failures in a row (while a service is down, no worker hammers it), and the failed message is
@@ -17,7 +17,7 @@ import logging
 import queue
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -57,7 +57,7 @@ class Outcome:
     delay: float = 0.0  # for REQUEUE: how long the message is held before it goes back to the broker
 
 
-Settle = Callable[[Outcome], None]
+Settle = Callable[[Sequence[Outcome]], None]
 
 
 class _Gate:
@@ -204,8 +204,7 @@ class WorkerPool:
             try:
                 self._gate.wait_open(self._stopping)
                 if not self._stopping.is_set():
-                    for outcome in self._process(deliveries):
-                        self._settle(outcome)
+                    self._settle(self._process(deliveries))
             except Exception:  # a failing settle must not kill the worker; the broker redelivers
                 log.exception("message_settle_failed queue=%s", self._queue_name)
             finally:

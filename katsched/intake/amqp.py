@@ -18,7 +18,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -76,6 +76,8 @@ class QueueConsumer:
     `stop(timeout)` finishes the messages being handled, leaves the rest to be redelivered, and closes.
 
     `work` is a `Handler` (one message at a time) or a `Batch` (several waiting messages planned together).
+    Two workers by default: one can wait on a KAT service while the other commits, and more only queue up
+    for SQLite's single write lock (whose busy wait sleeps) and for the GIL.
     """
 
     def __init__(
@@ -84,8 +86,8 @@ class QueueConsumer:
         queue: str,
         work: Handler | Batch[Any],
         *,
-        prefetch: int = 20,
-        workers: int = 4,
+        prefetch: int = 200,
+        workers: int = 2,
         retry_backoff_max: float = 60.0,
         reconnect_backoff: Backoff | None = None,
         requeue_backoff: Backoff | None = None,
@@ -122,6 +124,8 @@ class QueueConsumer:
         self._ever_connected = False
         self._outbox: list[Outcome] = []
         self._flush_scheduled = False
+        # This session's delivery tags that are not acked, nacked or dead-lettered yet.
+        self._unsettled: set[int] = set()
 
     # What the daemon, /health and the dashboard read.
 
@@ -240,6 +244,7 @@ class QueueConsumer:
             self._connection = connection
             self._channel = channel
             stale, self._outbox, self._flush_scheduled = self._outbox, [], False
+            self._unsettled = set()
             self._counts["abandoned"] += len(stale)
             if self._ever_connected:
                 self._counts["reconnects"] += 1
@@ -285,6 +290,7 @@ class QueueConsumer:
     def _on_message(self, _channel: Any, method: Any, properties: Any, body: bytes) -> None:
         with self._lock:
             self._counts["consumed"] += 1
+        self._unsettled.add(method.delivery_tag)
         delivery = Delivery(
             tag=method.delivery_tag,
             body=body,
@@ -299,9 +305,9 @@ class QueueConsumer:
 
     # Outcomes: produced on worker threads, applied on the I/O thread.
 
-    def _settle(self, outcome: Outcome) -> None:
+    def _settle(self, outcomes: Sequence[Outcome]) -> None:
         with self._lock:
-            self._outbox.append(outcome)
+            self._outbox.extend(outcomes)
             if self._flush_scheduled or self._connection is None:
                 return
             self._flush_scheduled = True
@@ -313,31 +319,62 @@ class QueueConsumer:
     def _flush_outbox(self) -> None:
         with self._lock:
             outcomes, self._outbox, self._flush_scheduled = self._outbox, [], False
+        acks: list[int] = []
         for outcome in outcomes:
-            self._apply(outcome)
+            if not self._current(outcome.delivery):
+                self._count("abandoned")
+            elif outcome.verdict is Verdict.ACK:
+                acks.append(outcome.delivery.tag)
+            else:
+                self._apply(outcome)
+        self._ack(acks)
+
+    def _current(self, delivery: Delivery) -> bool:
+        """Whether the delivery came on the channel that is open now (a tag means nothing on another)."""
+        channel = self._channel
+        return channel is not None and delivery.session == self._session and channel.is_open
+
+    def _ack(self, tags: Sequence[int]) -> None:
+        """Acknowledge with one frame the oldest unsettled deliveries, as far as they are all among `tags`
+        (AMQP's `multiple`), and the rest one by one: a batch of messages costs one frame, not one each.
+        Each frame is a write on the socket, and a wait for the GIL after it while a worker plans."""
+        if not tags:
+            return
+        acked = set(tags)
+        oldest = sorted(self._unsettled)
+        run = 0
+        while run < len(oldest) and oldest[run] in acked:
+            run += 1
+        if run > 1:
+            self._channel.basic_ack(delivery_tag=oldest[run - 1], multiple=True)
+            alone = sorted(acked - set(oldest[:run]))
+        else:
+            alone = sorted(acked)
+        for tag in alone:
+            self._channel.basic_ack(delivery_tag=tag)
+        self._unsettled -= acked
+        with self._lock:
+            self._counts["acked"] += len(acked)
 
     def _apply(self, outcome: Outcome) -> None:
+        """Dead-letter or requeue a delivery of the current channel."""
         channel, delivery = self._channel, outcome.delivery
-        if channel is None or delivery.session != self._session or not channel.is_open:
-            self._count("abandoned")
-        elif outcome.verdict is Verdict.ACK:
-            channel.basic_ack(delivery_tag=delivery.tag)
-            self._count("acked")
-        elif outcome.verdict is Verdict.REQUEUE:
+        if outcome.verdict is Verdict.REQUEUE:
             # Held (unacknowledged) for its delay, then handed back; pika runs the timer on this thread.
             self._connection.call_later(outcome.delay, functools.partial(self._requeue, delivery))
         else:
             self._dead_letter(channel, outcome)
             channel.basic_ack(delivery_tag=delivery.tag)
+            self._unsettled.discard(delivery.tag)
             self._count("dead_lettered")
             log.warning("message_dead_lettered queue=%s reason=%s", self.queue, quoted(outcome.reason))
 
     def _requeue(self, delivery: Delivery) -> None:
-        channel = self._channel
-        if channel is None or delivery.session != self._session or not channel.is_open:
+        if not self._current(delivery):
             self._count("abandoned")
             return
-        channel.basic_nack(delivery_tag=delivery.tag, requeue=True)
+        self._channel.basic_nack(delivery_tag=delivery.tag, requeue=True)
+        self._unsettled.discard(delivery.tag)
         self._count("requeued")
 
     def _dead_letter(self, channel: Any, outcome: Outcome) -> None:

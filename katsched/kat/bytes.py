@@ -1,7 +1,7 @@
 """Bytes over HTTP: the boefjes' past runs (implements `katsched.core.ports.RawDataIndex`)."""
 
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Collection, Generator, Iterable
 from typing import TYPE_CHECKING
 
 import httpx
@@ -10,9 +10,14 @@ from pydantic import BaseModel, TypeAdapter
 from katsched.core.models import BoefjeMeta
 from katsched.core.ports import RawDataIndex
 from katsched.errors import ServiceError
-from katsched.kat.http import ServiceHttp, is_transient_status
+from katsched.kat.http import Params, ServiceHttp, is_transient_status
 
 _METAS = TypeAdapter(list[BoefjeMeta])
+
+# `last_runs` asks for a page of an object's runs, this many per boefje it wants. Bytes lists them newest
+# first across every boefje, so one boefje that ran often can push the others off a full page; those are then
+# asked for one by one. Most objects asked about are new (our history covers the rest): their page is empty.
+RUNS_PER_BOEFJE = 10
 
 
 class _Token(BaseModel):
@@ -102,6 +107,43 @@ class BytesClient:
         }
         metas = self._http.get_as("/bytes/boefje_meta", _METAS, params, auth=self._auth)
         return metas[0] if metas else None
+
+    def last_runs(
+        self, input_ooi: str | None, organization: str, boefje_ids: Collection[str]
+    ) -> dict[str, BoefjeMeta]:
+        wanted = set(boefje_ids)
+        if input_ooi is None or len(wanted) < 2:
+            # Without an object a page would list every run in the organisation; one boefje needs no page.
+            return self._one_by_one(wanted, input_ooi, organization)
+        limit = RUNS_PER_BOEFJE * len(wanted)
+        params: Params = {
+            "input_ooi": input_ooi,
+            "organization": organization,
+            "limit": limit,
+            "descending": True,
+        }
+        metas = self._http.get_as("/bytes/boefje_meta", _METAS, params, auth=self._auth) or []
+        found = _first_per_boefje(metas, wanted)
+        if len(metas) >= limit:  # a full page: the boefjes not on it may have older runs beyond it
+            found |= self._one_by_one(wanted - found.keys(), input_ooi, organization)
+        return found
+
+    def _one_by_one(
+        self, boefje_ids: Collection[str], input_ooi: str | None, organization: str
+    ) -> dict[str, BoefjeMeta]:
+        runs = {
+            boefje_id: self.last_run(boefje_id, input_ooi, organization) for boefje_id in sorted(boefje_ids)
+        }
+        return {boefje_id: meta for boefje_id, meta in runs.items() if meta is not None}
+
+
+def _first_per_boefje(metas: Iterable[BoefjeMeta], wanted: Collection[str]) -> dict[str, BoefjeMeta]:
+    """The first run of each wanted boefje in Bytes' order (newest first): what `last_run` answers for it."""
+    found: dict[str, BoefjeMeta] = {}
+    for meta in metas:
+        if meta.boefje.id in wanted and meta.boefje.id not in found:
+            found[meta.boefje.id] = meta
+    return found
 
 
 if TYPE_CHECKING:  # mypy proves that the client implements the port

@@ -49,7 +49,9 @@ from katsched.core.rules import (
 )
 from katsched.schedulers.boefje_plan import (
     BoefjePlannerSettings,
+    BytesKey,
     Candidate,
+    bytes_key,
     candidate,
     consumed_types,
     deferred_deadline,
@@ -292,8 +294,19 @@ class BoefjePlanner:
         if not candidates:
             return []
         latest = self._tasks.latest_by_hash(SCHEDULER, {item.hash for item in candidates})
-        runs_seen: dict[str, BoefjeMeta | None] = {}  # Bytes asked once per hash, if a batch repeats one
-        verdicts = [self._decide(item, latest.get(item.hash), runs_seen, now) for item in candidates]
+        refusals = [precheck(item) for item in candidates]
+        asked = [
+            item
+            for item, refused in zip(candidates, refusals, strict=True)
+            if refused is None and needs_bytes(latest.get(item.hash))
+        ]
+        in_bytes = self._last_runs_in_bytes(asked)
+        verdicts = [
+            Verdict(item, refused, None)
+            if refused is not None
+            else self._decide(item, latest.get(item.hash), in_bytes.get(bytes_key(item)), now)
+            for item, refused in zip(candidates, refusals, strict=True)
+        ]
         for verdict in verdicts:
             if not verdict.decision.runs:
                 summary.skip(verdict.decision.reason)
@@ -306,17 +319,21 @@ class BoefjePlanner:
         outcomes = iter(self._push(runs, summary, now))
         return [replace(v, outcome=next(outcomes)) if v.decision.runs else v for v in verdicts]
 
+    def _last_runs_in_bytes(self, candidates: Sequence[Candidate]) -> dict[BytesKey, BoefjeMeta]:
+        """Bytes' last run of each candidate that has one: one question per object, for all its boefjes."""
+        boefjes: dict[tuple[str, str | None], set[str]] = {}
+        for item in candidates:
+            boefjes.setdefault((item.organisation, item.task.input_ooi), set()).add(item.plugin.id)
+        found: dict[BytesKey, BoefjeMeta] = {}
+        for (organisation, reference), boefje_ids in boefjes.items():
+            runs = self._raw_data.last_runs(reference, organisation, boefje_ids)
+            found.update(((organisation, reference, boefje_id), meta) for boefje_id, meta in runs.items())
+        return found
+
     def _decide(
-        self, item: Candidate, latest: Task | None, runs_seen: dict[str, BoefjeMeta | None], now: datetime
+        self, item: Candidate, latest: Task | None, in_bytes: BoefjeMeta | None, now: datetime
     ) -> Verdict:
-        refused = precheck(item)
-        if refused is not None:
-            return Verdict(item, refused, None)
-        if needs_bytes(latest) and item.hash not in runs_seen:
-            runs_seen[item.hash] = self._raw_data.last_run(
-                item.plugin.id, item.task.input_ooi, item.organisation
-            )
-        last_run_at = when_last_ran(latest, runs_seen.get(item.hash))
+        last_run_at = when_last_ran(latest, in_bytes)
         facts = BoefjeRunFacts(
             plugin=item.plugin,
             ooi=item.ooi,

@@ -92,6 +92,14 @@ def candidate(
     return Candidate(plugin, organisation, task, task_hash(task), ooi, operation, schedule, recurs)
 
 
+BytesKey = tuple[str, str | None, str]
+"""(organisation, input_ooi, boefje id): a candidate's runs as Bytes files them."""
+
+
+def bytes_key(item: Candidate) -> BytesKey:
+    return (item.organisation, item.task.input_ooi, item.plugin.id)
+
+
 def precheck(item: Candidate) -> Decision | None:
     """The refusal of the checks that need no history (permission, run_on), so Bytes is not asked in vain."""
     for decision in (boefje_permission(item.plugin, item.ooi), run_on_allows(item.plugin, item.operation)):

@@ -263,18 +263,22 @@ def _bytes_login(state: KatState, form: Query) -> Answer:
 
 
 def _bytes_boefje_meta(state: KatState, args: dict[str, str], query: Query) -> Answer:
+    """Bytes' runs of an organisation, each filter optional: without `boefje_id` the runs of every boefje
+    (on `input_ooi`), newest first when `descending`; `limit` defaults to 1 as in Bytes."""
     boefje, ooi, org = _one(query, "boefje_id"), _one(query, "input_ooi"), _one(query, "organization")
+    if org is None:
+        return 422, {"detail": [{"loc": ["query", "organization"], "msg": "Field required"}]}
     found = [
         meta
         for meta in state.boefje_metas
         if (boefje is None or meta.boefje.id == boefje)
         and (ooi is None or meta.input_ooi == ooi)
-        and (org is None or meta.organization == org)
+        and meta.organization == org
     ]
     found.sort(key=lambda meta: meta.started_at.timestamp() if meta.started_at else float("-inf"))
     if _flag(query, "descending"):
         found.reverse()
-    offset, limit = int(_one(query, "offset") or 0), int(_one(query, "limit") or 100)
+    offset, limit = int(_one(query, "offset") or 0), int(_one(query, "limit") or 1)
     return 200, [_dump(meta, runnable_hash=None) for meta in found[offset : offset + limit]]
 
 

@@ -177,6 +177,33 @@ def test_bytes_transient_login_failure_is_retried(server: KatFakeServer, kat: Ka
     assert kat.pauses == [0.01]
 
 
+# -- Bytes: the last runs of an object -----------------------------------------------------------------------
+
+
+def test_bytes_last_runs_of_an_object_cost_one_request(server: KatFakeServer, kat: KatClients) -> None:
+    reference = "Hostname|internet|a.example"
+    dns = meta("dns-records", reference, "org1", started_hours_ago=1)
+    server.add_boefje_meta(dns)
+    server.add_boefje_meta(meta("nmap", "Hostname|internet|b.example", "org1", started_hours_ago=1))
+    assert kat.bytes.last_runs(reference, "org1", ["dns-records", "nmap", "whois"]) == {"dns-records": dns}
+    assert server.hits(BOEFJE_META) == 1
+    assert kat.bytes.last_runs(reference, "org1", []) == {}
+    assert server.hits(BOEFJE_META) == 1
+
+
+def test_bytes_last_runs_asks_one_by_one_for_boefjes_beyond_a_full_page(
+    server: KatFakeServer, kat: KatClients
+) -> None:
+    reference = "Hostname|internet|a.example"
+    for hours in range(100):
+        server.add_boefje_meta(meta("nmap", reference, "org1", started_hours_ago=hours))
+    old = meta("dns-records", reference, "org1", started_hours_ago=1000)
+    server.add_boefje_meta(old)
+    runs = kat.bytes.last_runs(reference, "org1", ["dns-records", "nmap", "whois"])
+    assert runs["dns-records"] == old and runs.keys() == {"dns-records", "nmap"}
+    assert server.hits(BOEFJE_META) == 3  # the page (30 runs of nmap), then dns-records and whois alone
+
+
 # -- retries and failures ------------------------------------------------------------------------------------
 
 

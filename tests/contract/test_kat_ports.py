@@ -367,6 +367,53 @@ def test_last_run_without_object_matches_any(kat: Kat) -> None:
     assert kat.raw.last_run("report-boefje", None, "org1") == newest
 
 
+HOST_A, HOST_B = "Hostname|internet|a.example", "Hostname|internet|b.example"
+
+
+def test_last_runs_none_without_runs(kat: Kat) -> None:
+    assert kat.raw.last_runs(HOST_A, "org1", ["dns-records", "nmap"]) == {}
+    assert kat.raw.last_runs(HOST_A, "org1", []) == {}
+
+
+def test_last_runs_is_last_run_of_each_boefje(kat: Kat) -> None:
+    for run in [
+        meta("dns-records", HOST_A, "org1", started_hours_ago=5),
+        meta("dns-records", HOST_A, "org1", started_hours_ago=1),
+        meta("dns-records", HOST_A, "org1", started_hours_ago=None),
+        meta("dns-records", HOST_A, "org2", started_hours_ago=0.5),
+        meta("dns-records", HOST_B, "org1", started_hours_ago=0.5),
+        meta("nmap", HOST_A, "org1", started_hours_ago=3),
+        meta("whois", HOST_A, "org1", started_hours_ago=0.1),  # not asked for
+    ]:
+        kat.world.add_boefje_meta(run)
+    asked = ["dns-records", "nmap", "never-ran"]
+    expected = {
+        boefje_id: kat.raw.last_run(boefje_id, HOST_A, "org1") for boefje_id in ("dns-records", "nmap")
+    }
+    assert kat.raw.last_runs(HOST_A, "org1", asked) == expected
+    newest_dns = expected["dns-records"]
+    assert newest_dns is not None and newest_dns.started_at == NOW - timedelta(hours=1)
+    assert kat.raw.last_runs(HOST_A, "org1", ["nmap"]) == {"nmap": expected["nmap"]}
+
+
+def test_last_runs_finds_a_boefje_behind_many_runs_of_another(kat: Kat) -> None:
+    """One boefje that ran often must not hide another's older run (a page of newest runs would)."""
+    for hours in range(200):
+        kat.world.add_boefje_meta(meta("nmap", HOST_A, "org1", started_hours_ago=hours))
+    old = meta("dns-records", HOST_A, "org1", started_hours_ago=1000)
+    kat.world.add_boefje_meta(old)
+    runs = kat.raw.last_runs(HOST_A, "org1", ["dns-records", "nmap", "whois"])
+    assert runs == {"dns-records": old, "nmap": kat.raw.last_run("nmap", HOST_A, "org1")}
+    assert runs["nmap"].started_at == NOW
+
+
+def test_last_runs_without_object_matches_any(kat: Kat) -> None:
+    newest = meta("report-boefje", None, "org1", started_hours_ago=2)
+    kat.world.add_boefje_meta(meta("report-boefje", None, "org1", started_hours_ago=3))
+    kat.world.add_boefje_meta(newest)
+    assert kat.raw.last_runs(None, "org1", ["report-boefje", "other"]) == {"report-boefje": newest}
+
+
 def test_static_catalogue_enables_a_plugin_for_the_listed_organisations() -> None:
     organisations = [Organisation(id="org1"), Organisation(id="org2"), Organisation(id="org3")]
     catalogue = StaticCatalogue(

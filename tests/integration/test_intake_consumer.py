@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
+from pika.adapters.blocking_connection import BlockingChannel
 
 from katsched.core.models import ScanProfileMutation
 from katsched.errors import MessageError, ServiceUnavailable, StorageError
@@ -385,6 +386,46 @@ def test_a_batch_that_fails_transiently_is_requeued_whole_and_planned_once_it_re
         wait_until(lambda: store.tasks == 30 and consumer.stats.acked == 30, "all are planned")
         assert consumer.stats.requeued >= 2
     assert max(store.commits.values()) == 1
+
+
+def test_a_batch_is_acked_with_one_frame_that_never_covers_a_message_still_in_hand(
+    broker: Broker, queue_name: str, store: DedupStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AMQP's `multiple` acks every older delivery too: only an unbroken run of the oldest is acked so."""
+    frames: list[tuple[int, bool]] = []
+    basic_ack = BlockingChannel.basic_ack
+
+    def spy(channel: BlockingChannel, delivery_tag: int = 0, multiple: bool = False) -> None:
+        frames.append((delivery_tag, multiple))
+        basic_ack(channel, delivery_tag=delivery_tag, multiple=multiple)
+
+    monkeypatch.setattr(BlockingChannel, "basic_ack", spy)
+    planner = BatchPlanner(store)
+    held: list[int] = []
+
+    def holding_the_oldest(numbers: Sequence[int]) -> None:
+        if 0 in numbers:
+            held.extend(numbers)
+            planner.plan(numbers)  # waits for `go`
+        else:
+            for n in numbers:
+                store.commit(f"task-{n}")
+
+    planner.go.clear()
+    broker.publish(queue_name, *numbered(30))
+    batch = Batch(decode=planner.decode, plan=holding_the_oldest, size=10)
+    with running(consumer_for(queue_name, batch, workers=2, prefetch=30)) as consumer:
+        wait_until(
+            lambda: held and consumer.stats.acked == 30 - len(held), "all but the held batch are acked"
+        )
+        assert broker.unacknowledged(queue_name) == len(held)  # not acked along with younger ones
+        assert not any(multiple for _, multiple in frames)
+        planner.go.set()
+        wait_until(lambda: consumer.stats.acked == 30, "the held batch is acked")
+    assert set(store.commits) == {f"task-{n}" for n in range(30)}
+    assert broker.ready(queue_name) == 0 and broker.unacknowledged(queue_name) == 0
+    # The held deliveries were the oldest unsettled ones (delivery tag = n + 1): acked in one frame.
+    assert frames[-1] == ((max(held) + 1, True) if len(held) > 1 else (1, False))
 
 
 def test_a_queue_deleted_under_the_consumer_is_declared_again_and_consumed(

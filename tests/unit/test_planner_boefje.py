@@ -216,6 +216,35 @@ def test_bytes_knows_runs_our_history_does_not(world: World) -> None:
     assert only_task(world).priority == 857  # ran a day ago: staleness int(3 + 997 * 6/7)
 
 
+def test_bytes_is_asked_once_per_object_for_the_boefjes_our_history_does_not_know(world: World) -> None:
+    for plugin_id in ("dns-records", "nmap", "whois"):
+        world.add_plugin(boefje(plugin_id))
+    a, b, now = hostname("a.org"), hostname("b.org"), world.clock.now()
+    world.raw.add(boefje_meta("nmap", a, now - timedelta(hours=2), now - timedelta(hours=1)))
+    asked: list[tuple[str | None, list[str]]] = []
+    last_runs = world.raw.last_runs
+
+    def counting(input_ooi: str | None, organization: str, boefje_ids: Any) -> Any:
+        asked.append((input_ooi, sorted(boefje_ids)))
+        return last_runs(input_ooi, organization, boefje_ids)
+
+    world.raw.last_runs = counting  # type: ignore[method-assign]
+    planner = world.boefjes()
+    summary = planner.plan_for_mutations([mutation(a), mutation(b)])
+    assert summary.created == 5 and summary.skipped == {Reason.WITHIN_GRACE_PERIOD: 1}
+    every = ["dns-records", "nmap", "whois"]
+    assert sorted(asked) == [(a.primary_key, every), (b.primary_key, every)]
+    asked.clear()
+    whois_on_a = [
+        t for t in world.queued() if (t.data["boefje"]["id"], t.data["input_ooi"]) == ("whois", a.primary_key)
+    ]
+    world.queue.cancel(whois_on_a[0].id)
+    world.clock.advance(GRACE)
+    planner.plan_for_mutations([mutation(a, "update"), mutation(b, "update")])
+    # Only nmap on a (Bytes alone knew its run) and the cancelled whois task: the rest is our history.
+    assert sorted(asked) == [(a.primary_key, ["nmap", "whois"])]
+
+
 def test_a_run_bytes_sees_in_progress_is_within_the_grace_period(world: World) -> None:
     world.add_plugin(boefje())
     ooi, now = hostname(), world.clock.now()
