@@ -132,11 +132,15 @@ def _claim(scheduler_id: str, filters: FilterExpr | None, dialect: str) -> Updat
     return _cached_claim(scheduler_id, filters, dialect)
 
 
-def _build_claim(scheduler_id: str, filters: FilterExpr | None, dialect: str) -> Update:
+def _queued_matching(scheduler_id: str, filters: FilterExpr | None) -> ColumnElement[bool]:
     conditions = [tasks.c.scheduler_id == scheduler_id, IS_QUEUED]
     if filters is not None:
         conditions.append(compile_filter(filters, "task"))
-    matching = and_(*conditions)
+    return and_(*conditions)
+
+
+def _build_claim(scheduler_id: str, filters: FilterExpr | None, dialect: str) -> Update:
+    matching = _queued_matching(scheduler_id, filters)
     if scheduler_kind(scheduler_id) is SchedulerKind.BOEFJE:
         matching = and_(matching, _head_group(matching))
     candidate = tasks.alias("candidate")
@@ -248,17 +252,11 @@ class TaskQueue:
             popped = [to_task(row) for row in rows]
         return sorted(popped, key=lambda task: (task.priority or 0, task.created_at))
 
-    def _queued_matching(self, scheduler_id: str, filters: FilterExpr | None) -> ColumnElement[bool]:
-        conditions = [tasks.c.scheduler_id == scheduler_id, IS_QUEUED]
-        if filters is not None:
-            conditions.append(compile_filter(filters, "task"))
-        return and_(*conditions)
-
     def peek(self, scheduler_id: str, limit: int = 1, offset: int = 0) -> list[Task]:
         scheduler_kind(scheduler_id)
         statement = (
             select(tasks)
-            .where(self._queued_matching(scheduler_id, None))
+            .where(_queued_matching(scheduler_id, None))
             .order_by(*_pop_order(tasks))
             .offset(offset)
             .limit(limit)

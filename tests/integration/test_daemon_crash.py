@@ -17,6 +17,7 @@ from katsched.intake import sample_mutation
 from katsched.store.engine import build_engine
 from katsched.store.tables import tasks
 from tests.contract.kat_fake_server import KatFakeServer
+from tests.integration.support import write_daemon_config
 from tests.integration.test_daemon_lifecycle import DaemonProcess, free_port, http_json, wait_until
 from tests.integration.test_intake_publish import AMQP_URL, Broker
 
@@ -26,32 +27,17 @@ MESSAGES = 1500
 
 
 def config(tmp_path: Path, kat: KatFakeServer, mutations: str, port: int) -> Path:
-    path = tmp_path / "config.toml"
-    path.write_text(
-        f"""
-[database]
-url = "sqlite:///{tmp_path / "katsched.db"}"
-[api]
-enabled = true
-port = {port}
-[amqp]
-enabled = true
-url = "{AMQP_URL}"
-mutations_queue = "{mutations}"
-raw_files_queue = "{mutations}_raw"
-[katalogus]
-url = "{kat.katalogus_url}"
-[bytes]
-url = "{kat.bytes_url}"
-username = "{kat.username}"
-password = "{kat.password}"
-[recurring]
-sweep_interval = 1
-[schedulers.boefje]
-dispatch_timeout = 2
-"""
+    tail = "[recurring]\nsweep_interval = 1\n[schedulers.boefje]\ndispatch_timeout = 2\n"
+    return write_daemon_config(
+        tmp_path,
+        kat,
+        AMQP_URL,
+        port=port,
+        mutations=mutations,
+        raw_files=f"{mutations}_raw",
+        octopoes=False,
+        tail=tail,
     )
-    return path
 
 
 def reference(n: int) -> str:

@@ -14,6 +14,7 @@ from katsched.store.daemon_state import DaemonStateStore
 from katsched.store.engine import build_engine
 from katsched.store.queue import TaskQuery, TaskQueue
 from tests.contract.kat_fake_server import KatFakeServer
+from tests.integration.support import write_daemon_config
 from tests.integration.test_daemon_lifecycle import DaemonProcess, free_port, http_json, wait_until
 from tests.integration.test_intake_publish import AMQP_URL, Broker, scratch_queue
 
@@ -26,32 +27,10 @@ def raw_files(broker: Broker) -> Iterator[str]:
 
 
 def full_config(tmp_path: Path, kat: KatFakeServer, mutations: str, raw_files: str, port: int) -> Path:
-    path = tmp_path / "config.toml"
-    path.write_text(
-        f"""
-[database]
-url = "sqlite:///{tmp_path / "katsched.db"}"
-[api]
-enabled = true
-port = {port}
-[amqp]
-enabled = true
-url = "{AMQP_URL}"
-mutations_queue = "{mutations}"
-raw_files_queue = "{raw_files}"
-[katalogus]
-url = "{kat.katalogus_url}"
-[octopoes]
-url = "{kat.octopoes_url}"
-[bytes]
-url = "{kat.bytes_url}"
-username = "{kat.username}"
-password = "{kat.password}"
-[recurring]
-metrics_interval = 1
-"""
+    tail = "[recurring]\nmetrics_interval = 1\n"
+    return write_daemon_config(
+        tmp_path, kat, AMQP_URL, port=port, mutations=mutations, raw_files=raw_files, octopoes=True, tail=tail
     )
-    return path
 
 
 def components(tmp_path: Path) -> dict[str, Any]:
