@@ -30,6 +30,7 @@ from katsched.schedulers.boefje_plan import BoefjePlannerSettings
 from katsched.schedulers.normalizer import NormalizerPlanner, NormalizerPlannerSettings
 from katsched.schedulers.report import ReportPlanner, ReportPlannerSettings
 from katsched.schedulers.summary import PlanSummary
+from katsched.store.decisions import SqlDecisionLog
 from katsched.store.lookups import SqlScheduleStore, SqlTaskStore
 from katsched.store.plugins_seen import SqlSeenPlugins
 from katsched.store.queue import TaskQueue
@@ -147,6 +148,7 @@ def build_planners(
     settings: Settings, queue: TaskQueue, engine: Engine, clock: Clock, services: Services
 ) -> Planners:
     tasks, schedules = SqlTaskStore(queue), SqlScheduleStore(engine, clock)
+    decisions = SqlDecisionLog(engine)
     boefje, report = settings.schedulers.boefje, settings.schedulers.report
     batch = settings.recurring.reschedule_batch_size
     boefje_settings = BoefjePlannerSettings(
@@ -174,12 +176,14 @@ def build_planners(
             objects=services.objects,
             raw_data=services.raw_data,
             settings=boefje_settings,
+            decisions=decisions,
         ),
         normalizer=NormalizerPlanner(
             tasks=tasks,
             clock=clock,
             catalog=services.catalog,
             settings=NormalizerPlannerSettings(ranker=settings.schedulers.normalizer.ranker),
+            decisions=decisions,
         ),
         report=ReportPlanner(tasks=tasks, clock=clock, schedules=schedules, settings=report_settings),
     )

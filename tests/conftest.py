@@ -43,7 +43,9 @@ def postgres_engine(postgres_url: str) -> Iterator[Engine]:
 
 def empty_postgres(engine: Engine) -> Engine:
     with engine.begin() as connection:
-        connection.execute(text("TRUNCATE task_events, tasks, schedules, plugins_seen, daemon_state CASCADE"))
+        connection.execute(
+            text("TRUNCATE task_events, tasks, schedules, plugins_seen, daemon_state, decisions CASCADE")
+        )
     return engine
 
 

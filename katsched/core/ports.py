@@ -197,6 +197,36 @@ class ScheduleStore(Protocol):
     def disable(self, schedule_ids: Collection[uuid.UUID]) -> None: ...
 
 
+@dataclass(frozen=True)
+class DecisionRecord:
+    """The last decision a planner took about one (organisation, subject, plugin): kept for a retention window
+    so that `katsched explain` can say what happened last time, not only what would happen now.
+
+    `subject` is the object's reference (boefjes; "" for a boefje that takes none) or the raw file's id
+    (normalizers). `action` is a `rules.Action` value; `reason` a rule's reason or a push result.
+    """
+
+    organisation: str
+    subject: str
+    plugin_id: str
+    scheduler_id: str
+    action: str
+    reason: str
+    decided_at: datetime
+    task_id: uuid.UUID | None = None  # the task pushed, when one was
+    subject_data: Mapping[str, Any] | None = None  # the raw file (normalizers), so it can be reassessed
+
+
+class DecisionLog(Protocol):
+    def record(self, decisions: Sequence[DecisionRecord]) -> None:
+        """Keep each as the last decision of its (organisation, subject, plugin), replacing the one before."""
+        ...
+
+    def last(self, organisation: str, subject: str) -> dict[str, DecisionRecord]:
+        """The last decisions about the subject in the organisation, by plugin id."""
+        ...
+
+
 class SeenPlugins(Protocol):
     """The boefjes whose objects have been enumerated once per organisation (kept across restarts)."""
 

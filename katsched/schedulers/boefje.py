@@ -9,7 +9,7 @@ import logging
 import random
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 
 from pydantic import ValidationError
@@ -27,6 +27,7 @@ from katsched.core.models import (
     Task,
 )
 from katsched.core.ports import (
+    DecisionLog,
     ObjectGraph,
     PluginCatalog,
     PushOutcome,
@@ -37,24 +38,19 @@ from katsched.core.ports import (
     TaskDraft,
     TaskStore,
 )
-from katsched.core.rules import (
-    Action,
-    BoefjeRunFacts,
-    Decision,
-    Reason,
-    boefje_permission,
-    decide_boefje_run,
-    schedule_still_valid,
-    when_last_ran,
-)
+from katsched.core.rules import Action, Reason, boefje_permission, schedule_still_valid
 from katsched.schedulers.boefje_plan import (
     BoefjePlannerSettings,
     BytesKey,
     Candidate,
+    Verdict,
     bytes_key,
     candidate,
     consumed_types,
+    decide,
+    decision_record,
     deferred_deadline,
+    disabled_record,
     needs_bytes,
     precheck,
     rank,
@@ -65,6 +61,7 @@ from katsched.schedulers.common import (
     DEDUPLICATED,
     INVALID_DATA,
     NO_VALUE,
+    ForgetDecisions,
     Planned,
     batched,
     deferring,
@@ -76,14 +73,6 @@ from katsched.schedulers.summary import PlanSummary
 logger = logging.getLogger("katsched.schedulers")
 
 SCHEDULER = "boefje"
-
-
-@dataclass(frozen=True)
-class Verdict:
-    candidate: Candidate
-    decision: Decision
-    last_run_at: datetime | None
-    outcome: PushOutcome | None = None  # when it ran: what the queue did with its task
 
 
 class _Lookups:
@@ -121,6 +110,7 @@ class BoefjePlanner:
         clock: Clock,
         settings: BoefjePlannerSettings | None = None,
         uniform: Uniform = random.uniform,
+        decisions: DecisionLog | None = None,
     ) -> None:
         self._tasks = tasks
         self._schedules = schedules
@@ -131,6 +121,7 @@ class BoefjePlanner:
         self._clock = clock
         self._settings = settings or BoefjePlannerSettings()
         self._uniform = uniform
+        self._decisions = decisions or ForgetDecisions()
         self._duplicates = DuplicateOrganisations(catalog, objects, clock, self._settings.configs_cache_ttl)
 
     # -- triggers ------------------------------------------------------------------------------------------
@@ -158,11 +149,9 @@ class BoefjePlanner:
                         "mutation_without_value org=%s input_ooi=%s", mutation.client_id, mutation.primary_key
                     )
                 else:
-                    boefjes = self._catalog.boefjes_consuming(mutation.client_id, mutation.value.object_type)
-                    pending += [
-                        candidate(b, mutation.client_id, mutation.value, operation=mutation.operation)
-                        for b in boefjes
-                    ]
+                    pending += self.candidates_for_object(
+                        mutation.client_id, mutation.value, mutation.operation
+                    )
             self._plan(pending, summary, self._clock.now())
         return summary
 
@@ -245,6 +234,7 @@ class BoefjePlanner:
             else:
                 disabled[schedule.id] = found
         self._disable(disabled, summary)
+        self._decisions.record([disabled_record(s, disabled[s.id], now) for s in due if s.id in disabled])
         deadlines: dict[uuid.UUID, datetime] = {}
         still_due = 0
         for verdict in self._plan(candidates, summary, now):
@@ -287,26 +277,55 @@ class BoefjePlanner:
             summary.disable(reason)
             logger.info("schedule_disabled schedule_id=%s scheduler=boefje reason=%s", schedule_id, reason)
 
-    # -- the pipeline every trigger shares -----------------------------------------------------------------
+    # -- the pipeline every trigger shares: gather → decide (pure) → apply ----------------------------------
+
+    def candidates_for_object(
+        self, organisation: str, ooi: OOI, operation: MutationOperation | None
+    ) -> list[Candidate]:
+        """The organisation's boefjes that take the object's type, as candidates (enabled or not: the rules
+        decide). A mutation's candidates, and those `katsched.schedulers.explain` asks about."""
+        boefjes = self._catalog.boefjes_consuming(organisation, ooi.object_type)
+        return [candidate(b, organisation, ooi, operation=operation) for b in boefjes]
+
+    def assess(self, candidates: Sequence[Candidate], now: datetime) -> list[Verdict]:
+        """Gather the facts of each candidate and decide, writing nothing: a verdict per candidate, exactly
+        as `_plan` would decide it. `katsched.schedulers.explain` answers "why (not)?" through this."""
+        if not candidates:
+            return []
+        latest, in_bytes = self._gather(candidates)
+        policy = self._settings.policy
+        return [
+            decide(item, latest.get(item.hash), in_bytes.get(bytes_key(item)), policy, now)
+            for item in candidates
+        ]
+
+    def duplicate_twins(self, item: Candidate, now: datetime) -> list[Candidate]:
+        """The candidate's twins in other organisations that one run of it serves (reference §4.2.5 step 6):
+        same boefje settings (Katalogus), the object is there, and the run's plugin may scan their copy."""
+        reference = item.task.input_ooi
+        if not reference:
+            return []
+        others = self._duplicates.configured(item.organisation, item.plugin.id)
+        holding = self._duplicates.holding(reference, others, now) if others else {}
+        return [
+            candidate(item.plugin, organisation, ooi)
+            for organisation, ooi in sorted(holding.items())
+            if boefje_permission(item.plugin, ooi).runs
+        ]
 
     def _plan(self, candidates: Sequence[Candidate], summary: PlanSummary, now: datetime) -> list[Verdict]:
         """Decide each candidate, push the ones that run (in one transaction); a verdict per candidate."""
-        if not candidates:
-            return []
+        return self._apply(self.assess(candidates, now), summary, now)
+
+    def _gather(self, candidates: Sequence[Candidate]) -> tuple[dict[str, Task], dict[BytesKey, BoefjeMeta]]:
+        """The newest task of each candidate's hash, and Bytes' last run where our history cannot tell and
+        no check that needs no history has refused already (so Bytes is not asked in vain)."""
         latest = self._tasks.latest_by_hash(SCHEDULER, {item.hash for item in candidates})
-        refusals = [precheck(item) for item in candidates]
-        asked = [
-            item
-            for item, refused in zip(candidates, refusals, strict=True)
-            if refused is None and needs_bytes(latest.get(item.hash))
-        ]
-        in_bytes = self._last_runs_in_bytes(asked)
-        verdicts = [
-            Verdict(item, refused, None)
-            if refused is not None
-            else self._decide(item, latest.get(item.hash), in_bytes.get(bytes_key(item)), now)
-            for item, refused in zip(candidates, refusals, strict=True)
-        ]
+        asked = [item for item in candidates if precheck(item) is None and needs_bytes(latest.get(item.hash))]
+        return latest, self._last_runs_in_bytes(asked)
+
+    def _apply(self, verdicts: Sequence[Verdict], summary: PlanSummary, now: datetime) -> list[Verdict]:
+        """Log the refusals, push the runs, remember each decision; the verdicts with the push outcomes."""
         for verdict in verdicts:
             if not verdict.decision.runs:
                 summary.skip(verdict.decision.reason)
@@ -317,7 +336,9 @@ class BoefjePlanner:
                 )  # fmt: skip
         runs = [verdict for verdict in verdicts if verdict.decision.runs]
         outcomes = iter(self._push(runs, summary, now))
-        return [replace(v, outcome=next(outcomes)) if v.decision.runs else v for v in verdicts]
+        applied = [replace(v, outcome=next(outcomes)) if v.decision.runs else v for v in verdicts]
+        self._decisions.record([decision_record(verdict, now) for verdict in applied])
+        return applied
 
     def _last_runs_in_bytes(self, candidates: Sequence[Candidate]) -> dict[BytesKey, BoefjeMeta]:
         """Bytes' last run of each candidate that has one: one question per object, for all its boefjes."""
@@ -329,20 +350,6 @@ class BoefjePlanner:
             runs = self._raw_data.last_runs(reference, organisation, boefje_ids)
             found.update(((organisation, reference, boefje_id), meta) for boefje_id, meta in runs.items())
         return found
-
-    def _decide(
-        self, item: Candidate, latest: Task | None, in_bytes: BoefjeMeta | None, now: datetime
-    ) -> Verdict:
-        last_run_at = when_last_ran(latest, in_bytes)
-        facts = BoefjeRunFacts(
-            plugin=item.plugin,
-            ooi=item.ooi,
-            operation=item.operation,
-            last_run_at=last_run_at,
-            latest_status=latest.status if latest is not None else None,
-            latest_modified_at=latest.modified_at if latest is not None else None,
-        )
-        return Verdict(item, decide_boefje_run(facts, self._settings.policy, now), last_run_at)
 
     def _push(self, runs: Sequence[Verdict], summary: PlanSummary, now: datetime) -> list[PushOutcome]:
         """Push each run's task (after its duplicates in other organisations); the runs' own outcomes."""
@@ -366,16 +373,7 @@ class BoefjePlanner:
         """The run, preceded by one task per other organisation it can serve, all sharing the run's id as
         `deduplication_key`; just the run when there are none. The run's plugin decides the permission."""
         item, reason = verdict.candidate, verdict.decision.reason
-        reference = item.task.input_ooi
-        if not reference:
-            return [(item, reason)]
-        others = self._duplicates.configured(item.organisation, item.plugin.id)
-        holding = self._duplicates.holding(reference, others, now) if others else {}
-        twins = [
-            candidate(item.plugin, organisation, ooi)
-            for organisation, ooi in sorted(holding.items())
-            if boefje_permission(item.plugin, ooi).runs
-        ]
+        twins = self.duplicate_twins(item, now)
         if not twins:
             return [(item, reason)]
         key = item.task.id

@@ -12,6 +12,7 @@ from katsched.core.hashing import task_hash
 from katsched.core.models import (
     OOI,
     Boefje,
+    BoefjeMeta,
     BoefjeTask,
     MutationOperation,
     Plugin,
@@ -19,15 +20,19 @@ from katsched.core.models import (
     Task,
     TaskStatus,
 )
-from katsched.core.ports import ScheduleLink
+from katsched.core.ports import DecisionRecord, PushOutcome, PushResult, ScheduleLink
 from katsched.core.ranking import Ranker, RankFacts, ranker_named
 from katsched.core.rules import (
+    Action,
+    BoefjeRunFacts,
     Decision,
     Reason,
     RunPolicy,
     boefje_permission,
     creates_schedule,
+    decide_boefje_run,
     run_on_allows,
+    when_last_ran,
 )
 
 logger = logging.getLogger("katsched.schedulers")
@@ -106,6 +111,58 @@ def precheck(item: Candidate) -> Decision | None:
         if not decision.runs:
             return decision
     return None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the planner decided about a candidate, and the facts it decided on."""
+
+    candidate: Candidate
+    decision: Decision
+    last_run_at: datetime | None
+    latest: Task | None = None  # the newest task with the candidate's hash
+    bytes_run: BoefjeMeta | None = None  # Bytes' last run, when it was asked
+    outcome: PushOutcome | None = None  # when it ran: what the queue did with its task
+
+
+def decide(
+    item: Candidate, latest: Task | None, in_bytes: BoefjeMeta | None, policy: RunPolicy, now: datetime
+) -> Verdict:
+    """The candidate's verdict from the gathered facts: the checks that need no history first."""
+    refused = precheck(item)
+    if refused is not None:
+        return Verdict(item, refused, None, latest, in_bytes)
+    last_run_at = when_last_ran(latest, in_bytes)
+    facts = BoefjeRunFacts(
+        plugin=item.plugin,
+        ooi=item.ooi,
+        operation=item.operation,
+        last_run_at=last_run_at,
+        latest_status=latest.status if latest is not None else None,
+        latest_modified_at=latest.modified_at if latest is not None else None,
+    )
+    return Verdict(item, decide_boefje_run(facts, policy, now), last_run_at, latest, in_bytes)
+
+
+def decision_record(verdict: Verdict, now: datetime) -> DecisionRecord:
+    """The verdict as the planner's last decision: a run the queue refused counts as skipped, with why."""
+    item, decision, outcome = verdict.candidate, verdict.decision, verdict.outcome
+    action, reason, task_id = decision.action.value, decision.reason, None
+    if outcome is not None and outcome.result is PushResult.PUSHED:
+        task_id = outcome.task.id if outcome.task is not None else item.task.id
+    elif outcome is not None:
+        action, reason = Action.SKIP.value, outcome.result.value
+    subject = item.task.input_ooi or ""
+    return DecisionRecord(item.organisation, subject, item.plugin.id, "boefje", action, reason, now, task_id)
+
+
+def disabled_record(schedule: Schedule, reason: str, now: datetime) -> DecisionRecord:
+    data = schedule.data
+    boefje = data.get("boefje")
+    plugin_id = str(boefje.get("id", "")) if isinstance(boefje, dict) else ""
+    subject = str(data.get("input_ooi") or "")
+    disable = Action.DISABLE.value
+    return DecisionRecord(schedule.organisation, subject, plugin_id, "boefje", disable, reason, now)
 
 
 def needs_bytes(latest: Task | None) -> bool:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import TypeVar
 
-from katsched.core.ports import PushOutcome, PushResult, TaskDraft, TaskStore
+from katsched.core.ports import DecisionRecord, PushOutcome, PushResult, TaskDraft, TaskStore
 from katsched.errors import ServiceError, StorageError
 from katsched.schedulers.summary import PlanSummary
 
@@ -29,6 +29,16 @@ class Planned:
 
     draft: TaskDraft
     reason: str
+
+
+class ForgetDecisions:
+    """A `DecisionLog` that keeps nothing, for a planner built without one."""
+
+    def record(self, decisions: Sequence[DecisionRecord]) -> None:
+        pass
+
+    def last(self, organisation: str, subject: str) -> dict[str, DecisionRecord]:
+        return {}
 
 
 @contextmanager

@@ -5,22 +5,38 @@ normalised in the order it was made.
 """
 
 import logging
-from collections.abc import Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from katsched.clock import Clock
 from katsched.core.hashing import task_hash
 from katsched.core.models import Normalizer, NormalizerTask, Plugin, RawDataReceivedEvent
-from katsched.core.ports import PluginCatalog, TaskDraft, TaskStore
+from katsched.core.ports import (
+    DecisionLog,
+    DecisionRecord,
+    PluginCatalog,
+    PushOutcome,
+    PushResult,
+    TaskDraft,
+    TaskStore,
+)
 from katsched.core.ranking import RankFacts, ranker_named
-from katsched.core.rules import Reason, normalizer_permission
-from katsched.schedulers.common import ALREADY_PLANNED, ERROR_MIME_TYPE, Planned, deferring, push_and_record
+from katsched.core.rules import Action, Decision, normalizer_permission
+from katsched.schedulers.common import (
+    ALREADY_PLANNED,
+    ERROR_MIME_TYPE,
+    ForgetDecisions,
+    Planned,
+    deferring,
+    push_and_record,
+)
 from katsched.schedulers.summary import PlanSummary
 
 logger = logging.getLogger("katsched.schedulers")
 
 SCHEDULER = "normalizer"
-PERMITTED = Reason.PERMITTED.value
 
 
 @dataclass(frozen=True)
@@ -31,6 +47,53 @@ class NormalizerPlannerSettings:
         ranker_named(self.ranker)
 
 
+@dataclass(frozen=True)
+class NormalizerVerdict:
+    """What the planner decided about one normalizer and a raw file (`plugin` None: about the whole file)."""
+
+    plugin: Plugin | None
+    task: NormalizerTask | None
+    hash: str
+    decision: Decision
+
+    @property
+    def plugin_id(self) -> str:
+        return self.plugin.id if self.plugin is not None else ""
+
+
+def normalizer_task(plugin: Plugin, event: RawDataReceivedEvent) -> NormalizerTask:
+    normalizer = Normalizer(id=plugin.id, name=plugin.name, version=plugin.version)
+    return NormalizerTask(normalizer=normalizer, raw_data=event.raw_data)
+
+
+def decide_normalizer(plugin: Plugin, task: NormalizerTask, planned_before: set[str]) -> NormalizerVerdict:
+    key = task_hash(task)
+    decision = normalizer_permission(plugin)
+    if decision.runs and key in planned_before:
+        decision = Decision(Action.SKIP, ALREADY_PLANNED)
+    return NormalizerVerdict(plugin, task, key, decision)
+
+
+def normalizer_record(
+    event: RawDataReceivedEvent,
+    verdict: NormalizerVerdict,
+    outcomes: Mapping[uuid.UUID | None, PushOutcome],
+    now: datetime,
+) -> DecisionRecord:
+    """The verdict as the planner's last decision about (organisation, raw file, normalizer), with the raw
+    file itself so that `katsched explain --raw` can assess it again."""
+    action, reason, task_id = verdict.decision.action.value, verdict.decision.reason, None
+    outcome = outcomes.get(verdict.task.id) if verdict.task is not None else None
+    if outcome is not None and outcome.result is PushResult.PUSHED:
+        task_id = outcome.task.id if outcome.task is not None else verdict.task.id if verdict.task else None
+    elif outcome is not None:
+        action, reason = Action.SKIP.value, outcome.result.value
+    raw = event.raw_data.model_dump(mode="json")
+    subject = str(event.raw_data.id)
+    org = event.organization
+    return DecisionRecord(org, subject, verdict.plugin_id, SCHEDULER, action, reason, now, task_id, raw)
+
+
 class NormalizerPlanner:
     def __init__(
         self,
@@ -39,8 +102,10 @@ class NormalizerPlanner:
         catalog: PluginCatalog,
         clock: Clock,
         settings: NormalizerPlannerSettings | None = None,
+        decisions: DecisionLog | None = None,
     ) -> None:
         self._tasks = tasks
+        self._decisions = decisions or ForgetDecisions()
         self._catalog = catalog
         self._clock = clock
         self._rank = ranker_named((settings or NormalizerPlannerSettings()).ranker)
@@ -51,34 +116,41 @@ class NormalizerPlanner:
         exists for this very file (a redelivered message) is not pushed again."""
         summary = PlanSummary("normalizer.raw_file")
         with deferring(summary.planner, event.organization):
-            mime_types = [mime.get("value", "") for mime in event.raw_data.mime_types]
-            if any(mime.startswith("error/") for mime in mime_types):
-                summary.skip(ERROR_MIME_TYPE)
-                logger.debug("raw_file_skipped raw_data_id=%s reason=%s", event.raw_data.id, ERROR_MIME_TYPE)
-            else:
-                tasks = self._permitted_tasks(
-                    event, self._normalizers(event.organization, mime_types), summary
-                )
-                self._push_new(event, tasks, summary)
+            self._apply(event, self.assess(event), summary)
         return summary
 
-    def _push_new(
-        self, event: RawDataReceivedEvent, tasks: Sequence[NormalizerTask], summary: PlanSummary
+    # -- gather → decide (pure) → apply ----------------------------------------------------------------------
+
+    def assess(self, event: RawDataReceivedEvent) -> list[NormalizerVerdict]:
+        """Gather and decide, writing nothing: a verdict per normalizer of the file's mime types (or one for
+        the whole file when it records a failure), as `plan_for_raw_file` decides. Explain calls this too."""
+        mime_types = [mime.get("value", "") for mime in event.raw_data.mime_types]
+        if any(mime.startswith("error/") for mime in mime_types):
+            return [NormalizerVerdict(None, None, "", Decision(Action.SKIP, ERROR_MIME_TYPE))]
+        normalizers = self._normalizers(event.organization, mime_types)
+        tasks = [normalizer_task(plugin, event) for plugin in normalizers]
+        planned_before = self._tasks.raw_file_planned({task_hash(t) for t in tasks}, event.raw_data.id)
+        return [decide_normalizer(p, t, planned_before) for p, t in zip(normalizers, tasks, strict=True)]
+
+    def _apply(
+        self, event: RawDataReceivedEvent, verdicts: Sequence[NormalizerVerdict], summary: PlanSummary
     ) -> None:
-        by_hash = {task_hash(task): task for task in tasks}
-        planned_before = self._tasks.raw_file_planned(by_hash.keys(), event.raw_data.id)
-        summary.skip(ALREADY_PLANNED, len(planned_before))
         now = self._clock.now()
         priority = self._rank(RankFacts(ended_at=event.raw_data.boefje_meta.ended_at, created_at=now), now)
-        planned = [
-            Planned(
-                TaskDraft(SCHEDULER, event.organization, priority, task.model_dump(mode="json"), task.id),
-                PERMITTED,
-            )
-            for key, task in by_hash.items()
-            if key not in planned_before
-        ]
-        push_and_record(self._tasks, planned, summary)
+        planned: list[Planned] = []
+        for verdict in verdicts:
+            if verdict.decision.runs and verdict.task is not None:
+                data = verdict.task.model_dump(mode="json")
+                draft = TaskDraft(SCHEDULER, event.organization, priority, data, verdict.task.id)
+                planned.append(Planned(draft, verdict.decision.reason))
+                continue
+            summary.skip(verdict.decision.reason)
+            logger.debug(
+                "task_skipped scheduler=normalizer org=%s normalizer=%s raw_data_id=%s reason=%s",
+                event.organization, verdict.plugin_id or "-", event.raw_data.id, verdict.decision.reason,
+            )  # fmt: skip
+        outcomes = {o.draft.id: o for o in push_and_record(self._tasks, planned, summary)}
+        self._decisions.record([normalizer_record(event, v, outcomes, now) for v in verdicts])
 
     def _normalizers(self, organisation: str, mime_types: Sequence[str]) -> list[Plugin]:
         """The organisation's normalizers for any of the mime types, each once, in order of first mention."""
@@ -87,20 +159,3 @@ class NormalizerPlanner:
             for plugin in self._catalog.normalizers_for_mime(organisation, mime_type):
                 found.setdefault(plugin.id, plugin)
         return list(found.values())
-
-    def _permitted_tasks(
-        self, event: RawDataReceivedEvent, normalizers: Sequence[Plugin], summary: PlanSummary
-    ) -> list[NormalizerTask]:
-        tasks = []
-        for plugin in normalizers:
-            decision = normalizer_permission(plugin)
-            if not decision.runs:
-                summary.skip(decision.reason)
-                logger.debug(
-                    "task_skipped scheduler=normalizer org=%s normalizer=%s raw_data_id=%s reason=%s",
-                    event.organization, plugin.id, event.raw_data.id, decision.reason,
-                )  # fmt: skip
-                continue
-            normalizer = Normalizer(id=plugin.id, name=plugin.name, version=plugin.version)
-            tasks.append(NormalizerTask(normalizer=normalizer, raw_data=event.raw_data))
-        return tasks

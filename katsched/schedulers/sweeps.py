@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from katsched.clock import Clock
 from katsched.store.daemon_state import DaemonStateStore
+from katsched.store.decisions import prune_decisions
 from katsched.store.maintenance import (
     LEASE_EXPIRED,
     prune_finished_tasks,
@@ -58,12 +59,14 @@ class SweepSummary:
 class PruneSummary:
     tasks: int = 0
     history: int = 0
+    decisions: int = 0
     daemons: int = 0
     complete: bool = True  # False: the batch limit was reached, the next run continues
 
     def log_line(self) -> str:
         return (
-            f"retention_pruned tasks={self.tasks} history={self.history} daemons={self.daemons} "
+            f"retention_pruned tasks={self.tasks} history={self.history} decisions={self.decisions} "
+            f"daemons={self.daemons} "
             f"complete={str(self.complete).lower()}"
         )
 
@@ -91,8 +94,18 @@ def prune_retention(engine: Engine, clock: Clock, policy: RetentionPolicy) -> Pr
     history, history_done = _in_batches(
         lambda: prune_history(engine, history_cutoff, policy.batch_size), policy
     )
+    # The last decisions are history too: kept as long as the status history they explain.
+    decided, decisions_done = _in_batches(
+        lambda: prune_decisions(engine, history_cutoff, policy.batch_size), policy
+    )
     daemons = DaemonStateStore(engine).prune(history_cutoff)
-    return PruneSummary(tasks=tasks, history=history, daemons=daemons, complete=tasks_done and history_done)
+    return PruneSummary(
+        tasks=tasks,
+        history=history,
+        decisions=decided,
+        daemons=daemons,
+        complete=tasks_done and history_done and decisions_done,
+    )
 
 
 def _in_batches(batch: Callable[[], int], policy: RetentionPolicy) -> tuple[int, bool]:

@@ -135,3 +135,25 @@ class DaemonStateRow(SQLModel, table=True):
 
 
 daemon_state = _table(DaemonStateRow)
+
+
+class DecisionRow(SQLModel, table=True):
+    """The last decision a planner took per (organisation, subject, plugin), kept for the history retention
+    window, so that `katsched explain` can say what happened last time. One row per key, replaced on each
+    decision: the table stays as large as the set of things planned, not the number of planner runs."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (Index("ix_decisions_decided_at", "decided_at"),)
+
+    organisation: str = Field(sa_column=Column(String, primary_key=True))
+    subject: str = Field(sa_column=Column(String, primary_key=True))
+    plugin_id: str = Field(sa_column=Column(String, primary_key=True))
+    scheduler_id: str = Field(sa_column=Column(String, nullable=False))
+    action: str = Field(sa_column=Column(String(16), nullable=False))
+    reason: str = Field(sa_column=Column(String, nullable=False))
+    decided_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    task_id: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid, nullable=True))
+    subject_data: dict[str, Any] | None = Field(default=None, sa_column=Column(JsonDocument, nullable=True))
+
+
+decisions = _table(DecisionRow)

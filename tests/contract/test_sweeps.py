@@ -123,7 +123,7 @@ def test_retention_prunes_history_on_its_own_schedule(
     summary = prune_retention(engine, clock, RetentionPolicy(tasks_days=30, history_days=7, batch_size=100))
     assert (summary.tasks, summary.history) == (0, 1)
     assert [status for status, _, _ in queue.history(task.id)] == [S.DISPATCHED]
-    assert summary.log_line() == "retention_pruned tasks=0 history=1 daemons=0 complete=true"
+    assert summary.log_line() == "retention_pruned tasks=0 history=1 decisions=0 daemons=0 complete=true"
 
 
 def test_retention_forgets_daemons_silent_for_longer_than_the_history(

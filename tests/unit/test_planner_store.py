@@ -41,6 +41,7 @@ from katsched.schedulers.boefje import BoefjePlanner
 from katsched.schedulers.boefje_plan import BoefjePlannerSettings
 from katsched.schedulers.normalizer import NormalizerPlanner, NormalizerPlannerSettings
 from katsched.schedulers.report import ReportPlanner, ReportPlannerSettings
+from katsched.store.decisions import SqlDecisionLog
 from katsched.store.lookups import SqlScheduleStore, SqlTaskStore
 from katsched.store.migrate import MIGRATIONS, upgrade
 from katsched.store.plugins_seen import SqlSeenPlugins
@@ -147,6 +148,10 @@ class World:
         return SqlScheduleStore(self.engine, self.clock)
 
     @property
+    def decisions(self) -> SqlDecisionLog:
+        return SqlDecisionLog(self.engine)
+
+    @property
     def schedule_rows(self) -> ScheduleStore:
         return ScheduleStore(self.engine, self.clock)
 
@@ -170,6 +175,7 @@ class World:
             clock=self.clock,
             settings=BoefjePlannerSettings(**(fields | settings)),
             uniform=lambda low, high: high,  # the jitter, when there is any, is always its maximum
+            decisions=self.decisions,
         )
 
     def normalizers(self, *, catalog: PluginCatalog | None = None, **settings: Any) -> NormalizerPlanner:
@@ -178,6 +184,7 @@ class World:
             catalog=catalog or self.catalog,
             clock=self.clock,
             settings=NormalizerPlannerSettings(**settings),
+            decisions=self.decisions,
         )
 
     def reports(self, **settings: Any) -> ReportPlanner:
