@@ -1,7 +1,7 @@
 """The daemon's composition helpers: KAT clients, planners and recurring jobs, built from Settings.
 
-Part of the composition root (`katsched.daemon`), split off to keep each module to one concern. Nothing
-outside `daemon.py` imports it.
+Part of the composition root (`katsched.daemon`), split off to keep each module to one concern. Only
+`daemon.py` and `katsched explain` (which runs the planners' own decisions, dry) import it.
 """
 
 import logging
@@ -27,6 +27,7 @@ from katsched.kat.octopoes import OctopoesClient
 from katsched.recurring import GlobalJob, JobResult, OrganisationJob
 from katsched.schedulers.boefje import BoefjePlanner
 from katsched.schedulers.boefje_plan import BoefjePlannerSettings
+from katsched.schedulers.explain import Explainer
 from katsched.schedulers.normalizer import NormalizerPlanner, NormalizerPlannerSettings
 from katsched.schedulers.report import ReportPlanner, ReportPlannerSettings
 from katsched.schedulers.summary import PlanSummary
@@ -142,6 +143,7 @@ class Planners:
     boefje: BoefjePlanner
     normalizer: NormalizerPlanner
     report: ReportPlanner
+    explainer: Explainer
 
 
 def build_planners(
@@ -166,26 +168,39 @@ def build_planners(
         ranker=report.ranker,
         reschedule_batch_size=batch,
     )
+    boefje_planner = BoefjePlanner(
+        tasks=tasks,
+        clock=clock,
+        schedules=schedules,
+        seen=SqlSeenPlugins(engine),
+        catalog=services.catalog,
+        objects=services.objects,
+        raw_data=services.raw_data,
+        settings=boefje_settings,
+        decisions=decisions,
+    )
+    normalizer_planner = NormalizerPlanner(
+        tasks=tasks,
+        clock=clock,
+        catalog=services.catalog,
+        settings=NormalizerPlannerSettings(ranker=settings.schedulers.normalizer.ranker),
+        decisions=decisions,
+    )
+    explainer = Explainer(
+        boefjes=boefje_planner,
+        normalizers=normalizer_planner,
+        catalog=services.catalog,
+        objects=services.objects,
+        tasks=tasks,
+        schedules=schedules,
+        decisions=decisions,
+        clock=clock,
+    )
     return Planners(
-        boefje=BoefjePlanner(
-            tasks=tasks,
-            clock=clock,
-            schedules=schedules,
-            seen=SqlSeenPlugins(engine),
-            catalog=services.catalog,
-            objects=services.objects,
-            raw_data=services.raw_data,
-            settings=boefje_settings,
-            decisions=decisions,
-        ),
-        normalizer=NormalizerPlanner(
-            tasks=tasks,
-            clock=clock,
-            catalog=services.catalog,
-            settings=NormalizerPlannerSettings(ranker=settings.schedulers.normalizer.ranker),
-            decisions=decisions,
-        ),
+        boefje=boefje_planner,
+        normalizer=normalizer_planner,
         report=ReportPlanner(tasks=tasks, clock=clock, schedules=schedules, settings=report_settings),
+        explainer=explainer,
     )
 
 
@@ -305,6 +320,7 @@ def api_factory(
     schedules: ScheduleStore,
     clock: Clock,
     health: Callable[[], Mapping[str, str]],
+    explainer: Explainer | None = None,
 ) -> Callable[[], ApiComponent]:
     """The HTTP API as a supervised component. `/health` reads the last answer of each configured service
     (`health()`, refreshed by the metrics job), so a slow service never slows `/health` down."""
@@ -323,6 +339,7 @@ def api_factory(
             token=api.token or None,
             max_body_bytes=api.max_body_bytes,
             health_checks=checks,
+            explainer=explainer,
         )
         return ApiComponent(ApiServer(app, api.host, api.port))
 

@@ -223,7 +223,9 @@ class Daemon:
             return None
         assert self.engine is not None
         schedules = ScheduleStore(self.engine, self.clock)
-        build = _wiring.api_factory(self.settings, self.queue, schedules, self.clock, lambda: self.health)
+        build = _wiring.api_factory(
+            self.settings, self.queue, schedules, self.clock, lambda: self.health, self.planners.explainer
+        )
 
         def start_api() -> Component:
             component = build()

@@ -12,11 +12,13 @@ from katsched.api.errors import install_error_handlers
 from katsched.api.filter_schema import filter_components
 from katsched.api.metrics import ApiMetrics
 from katsched.api.middleware import ApiMiddleware
+from katsched.api.routes.explain import ExplainRoutes
 from katsched.api.routes.schedulers import SchedulerRoutes
 from katsched.api.routes.schedules import ScheduleRoutes
 from katsched.api.routes.service import ServiceRoutes
 from katsched.api.routes.tasks import TaskRoutes
 from katsched.clock import Clock
+from katsched.schedulers.explain import Explainer
 from katsched.store.queue import TaskQueue
 from katsched.store.schedules import ScheduleStore
 
@@ -56,15 +58,24 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     health_checks: Mapping[str, HealthCheck] | None = None,
     version: str = __version__,
+    explainer: Explainer | None = None,
 ) -> FastAPI:
     """The API over `queue` and `schedules`. `token`: every route but /health needs `Authorization: Bearer
-    <token>`. `health_checks`: one fast, non-raising probe per configured service, reported by /health."""
+    <token>`. `health_checks`: one fast, non-raising probe per configured service, reported by /health.
+    `explainer`: answers `/explain` (the daemon passes its planners'); without one, `/explain` is 503."""
     metrics = ApiMetrics(queue, version)
-    ctx = ApiContext(queue, schedules, clock, metrics, dict(health_checks or {}), version)
+    ctx = ApiContext(queue, schedules, clock, metrics, dict(health_checks or {}), version, explainer)
     app = KatschedApi(title="katsched", version=version, description=DESCRIPTION)
     app.requires_token = bool(token)
     install_error_handlers(app)
-    for routes in (ServiceRoutes(ctx), SchedulerRoutes(ctx), TaskRoutes(ctx), ScheduleRoutes(ctx)):
+    every = (
+        ServiceRoutes(ctx),
+        SchedulerRoutes(ctx),
+        TaskRoutes(ctx),
+        ScheduleRoutes(ctx),
+        ExplainRoutes(ctx),
+    )
+    for routes in every:
         routes.register(app.router)
     app.add_middleware(
         ApiMiddleware, token=token or None, max_body_bytes=max_body_bytes, latency=metrics.latency

@@ -13,6 +13,7 @@ from pydantic import BaseModel, TypeAdapter
 from katsched.api.metrics import ApiMetrics
 from katsched.api.turns import TurnLock
 from katsched.clock import Clock
+from katsched.schedulers.explain import Explainer
 from katsched.store.queue import TaskQueue
 from katsched.store.schedules import ScheduleStore
 
@@ -29,6 +30,7 @@ class ApiContext:
     metrics: ApiMetrics
     health_checks: Mapping[str, HealthCheck]
     version: str
+    explainer: Explainer | None = None  # None: this API was built without the planners (`/explain` is 503)
     _activity: dict[str, datetime] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _write_turn: TurnLock = field(default_factory=TurnLock)

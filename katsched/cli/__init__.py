@@ -39,7 +39,7 @@ def exit_code_for(error: errors.KatschedError) -> int:
 
 def _register_commands() -> None:
     # Imported here so that `katsched --help` stays fast and each module registers on `app` once.
-    from katsched.cli import api, config, daemon, dashboard, db, events, queue, tasks
+    from katsched.cli import api, config, daemon, dashboard, db, events, explain, queue, tasks
 
     app.add_typer(config.app, name="config")
     app.add_typer(db.app, name="db")
@@ -49,6 +49,7 @@ def _register_commands() -> None:
     api.register(app)
     daemon.register(app)
     dashboard.register(app)
+    explain.register(app)
 
 
 def main() -> NoReturn:

@@ -24,8 +24,10 @@ from sqlalchemy.engine import make_url
 from katsched.cli.common import ConfigOption, JsonOption
 from katsched.clock import SystemClock
 from katsched.config import Settings, load_settings
+from katsched.core.explain import BLOCKING
 from katsched.errors import StorageError
 from katsched.store.daemon_state import DaemonState
+from katsched.store.decisions import count_refusals
 from katsched.store.engine import build_engine
 from katsched.store.migrate import current_revision, head_revision
 from katsched.store.overview import Overview, take_overview
@@ -224,13 +226,30 @@ def supervised(components: dict[str, Any]) -> Text:
     return text
 
 
-def frame(overview: Overview, settings: Settings, width: int) -> RenderableType:
+def blocked_last_hour(engine: Engine, now: datetime) -> dict[str, int]:
+    """The planners' refusals an operator must act on, of the last hour, counted by reason (`explain` tells
+    which objects): from the last decision kept per organisation, subject and plugin."""
+    return count_refusals(engine, now - timedelta(hours=1), sorted(BLOCKING))
+
+
+def blocked(counts: dict[str, int]) -> Text:
+    text = Text("blocked (last hour): ", style="bold")
+    if not counts:
+        return text.append("none", style="dim")
+    return text.append(" · ".join(f"{reason} {n:,}" for reason, n in counts.items()), style="yellow")
+
+
+def frame(
+    overview: Overview, settings: Settings, width: int, refusals: dict[str, int] | None = None
+) -> RenderableType:
     """The whole screen for a console `width` columns wide."""
     daemon = live_daemon(overview.daemons)
     components = daemon.components if daemon is not None else {}
     wide = width >= WIDE
     left: list[RenderableType] = [queues(overview), throughput(overview, width // 2 if wide else width)]
     left += [outcomes(overview), organisations(overview, 10 if wide else 4)]
+    if refusals is not None:
+        left.append(blocked(refusals))
     right: list[RenderableType] = [
         schedules(overview),
         jobs(components, overview.taken_at),
@@ -268,12 +287,15 @@ def status_command(
     engine = open_read_only(settings)
     clock = SystemClock()
     try:
+        now = clock.now()
         if json_output:
-            document = as_json(snapshot(engine, settings, clock.now()), settings)
+            document = as_json(snapshot(engine, settings, now), settings)
+            document["blocked_last_hour"] = blocked_last_hour(engine, now)
             typer.echo(json.dumps(document, indent=2, default=str))
         elif once:
             console = Console()
-            console.print(frame(snapshot(engine, settings, clock.now()), settings, console.width))
+            refusals = blocked_last_hour(engine, now)
+            console.print(frame(snapshot(engine, settings, now), settings, console.width, refusals))
         else:
             watch(engine, settings, interval)
     finally:
@@ -286,9 +308,11 @@ def watch(engine: Engine, settings: Settings, interval: float) -> None:
     with Live(console=console, auto_refresh=False, screen=console.is_terminal, transient=False) as live:
         try:
             while True:
-                live.update(
-                    frame(snapshot(engine, settings, clock.now()), settings, console.width), refresh=True
+                now = clock.now()
+                screen = frame(
+                    snapshot(engine, settings, now), settings, console.width, blocked_last_hour(engine, now)
                 )
+                live.update(screen, refresh=True)
                 time.sleep(interval)  # the pace of a view a person reads
         except KeyboardInterrupt:
             return

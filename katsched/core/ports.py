@@ -176,6 +176,10 @@ class TaskStore(Protocol):
         """Of the normalizer task `hashes`, those that already have a task for this raw file."""
         ...
 
+    def tasks_for_raw_file(self, organisation: str, raw_data_id: uuid.UUID) -> list[Task]:
+        """The organisation's normalizer tasks for the raw file, newest first."""
+        ...
+
     def queued_ranks(self, scheduler_id: str, organisation: str) -> list[QueuedRank]:
         """The organisation's QUEUED tasks with a priority above 1 (manual pushes keep theirs)."""
         ...

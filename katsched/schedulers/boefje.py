@@ -124,6 +124,10 @@ class BoefjePlanner:
         self._decisions = decisions or ForgetDecisions()
         self._duplicates = DuplicateOrganisations(catalog, objects, clock, self._settings.configs_cache_ttl)
 
+    @property
+    def settings(self) -> BoefjePlannerSettings:
+        return self._settings
+
     # -- triggers ------------------------------------------------------------------------------------------
 
     def plan_for_mutation(self, mutation: ScanProfileMutation) -> PlanSummary:

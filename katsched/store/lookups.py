@@ -99,6 +99,16 @@ class SqlTaskStore:
                 planned.update(str(found) for found in connection.execute(statement).scalars())
         return planned
 
+    def tasks_for_raw_file(self, organisation: str, raw_data_id: uuid.UUID) -> list[Task]:
+        same_raw_file = tasks.c.data[("raw_data", "id")].as_string() == str(raw_data_id)
+        statement = (
+            select(tasks)
+            .where(tasks.c.scheduler_id == "normalizer", tasks.c.organisation == organisation, same_raw_file)
+            .order_by(tasks.c.created_at.desc())
+        )
+        with read(self.engine) as connection:
+            return [to_task(row) for row in connection.execute(statement)]
+
     def queued_ranks(self, scheduler_id: str, organisation: str) -> list[QueuedRank]:
         earlier = tasks.alias("earlier")
         last_run = (

@@ -237,6 +237,7 @@ def test_the_document_describes_every_route(api: Api) -> None:
         ("/schedules/{schedule_id}", "get"),
         ("/schedules/{schedule_id}", "patch"),
         ("/schedules/{schedule_id}", "delete"),
+        ("/explain", "get"),
     }
     schemas = document["components"]["schemas"]
     assert {"Task", "Schedule", "TaskPush", "FilterRequest", "Filter", "FilterGroup", "ErrorDetail"} <= set(
@@ -299,3 +300,11 @@ def test_writers_are_served_in_arrival_order() -> None:
 def _write(turns: TurnLock, served: list[int], number: int) -> None:
     with turns:
         served.append(number)
+
+
+def test_explain_without_the_planners_is_503(api: Api) -> None:
+    response = api.client.get("/explain", params={"organisation": "org1", "ooi": "Hostname|internet|x"})
+    assert response.status_code == 503
+    assert response.json() == {
+        "detail": "A service is unavailable: explain needs the planners, and this API was built without them"
+    }

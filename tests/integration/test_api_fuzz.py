@@ -17,11 +17,55 @@ from sqlalchemy import Engine
 
 from katsched.api import create_app
 from katsched.clock import SystemClock
-from katsched.core.models import PushPolicy
+from katsched.core.models import OOI, Organisation, Plugin, PushPolicy, ScanProfile
+from katsched.schedulers.boefje import BoefjePlanner
+from katsched.schedulers.explain import Explainer
+from katsched.schedulers.normalizer import NormalizerPlanner
+from katsched.store.decisions import SqlDecisionLog
+from katsched.store.lookups import SqlScheduleStore, SqlTaskStore
+from katsched.store.plugins_seen import SqlSeenPlugins
 from katsched.store.queue import NewTask, TaskQueue
 from katsched.store.schedules import ScheduleStore
+from katsched.testing import InMemoryCatalog, InMemoryObjectGraph, InMemoryRawDataIndex
 
 pytestmark = pytest.mark.integration
+
+
+def in_memory_explainer(engine: Engine, queue: TaskQueue) -> Explainer:
+    """`/explain` over in-memory KAT services holding an organisation, a boefje and the objects above."""
+    catalog, graph, clock = InMemoryCatalog(), InMemoryObjectGraph(), queue.clock
+    catalog.add_organisation(Organisation(id="org1"))
+    boefje = Plugin(
+        id="dns-records", type="boefje", enabled=True, scan_level=1, consumes=["Hostname"], produces=[]
+    )
+    catalog.add_plugin("org1", boefje)
+    for i in range(5):
+        reference = f"Hostname|internet|h{i}"
+        profile = ScanProfile(level=i % 5, reference=reference, scan_profile_type="declared")
+        graph.add("org1", OOI(primary_key=reference, object_type="Hostname", scan_profile=profile))
+    tasks, schedules, decisions = SqlTaskStore(queue), SqlScheduleStore(engine, clock), SqlDecisionLog(engine)
+    planner = BoefjePlanner(
+        tasks=tasks,
+        schedules=schedules,
+        seen=SqlSeenPlugins(engine),
+        catalog=catalog,
+        objects=graph,
+        raw_data=InMemoryRawDataIndex(),
+        clock=clock,
+        decisions=decisions,
+    )
+    normalizers = NormalizerPlanner(tasks=tasks, catalog=catalog, clock=clock, decisions=decisions)
+    return Explainer(
+        boefjes=planner,
+        normalizers=normalizers,
+        catalog=catalog,
+        objects=graph,
+        tasks=tasks,
+        schedules=schedules,
+        decisions=decisions,
+        clock=clock,
+    )
+
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 OPERATIONS = [
@@ -44,6 +88,7 @@ OPERATIONS = [
     "GET /schedules/{schedule_id}",
     "PATCH /schedules/{schedule_id}",
     "DELETE /schedules/{schedule_id}",
+    "GET /explain",
 ]
 
 # Operations with no input that can be made invalid (no body, no constrained parameter): no negative cases.
@@ -72,7 +117,8 @@ def api_schema(engine: Engine) -> schemathesis.BaseSchema:
         }
         task = queue.push(NewTask("boefje", "org1", 10, data))
         schedules.create("boefje", "org1", task.data, task.hash, deadline_at=clock.now())
-    app = create_app(queue, schedules, clock, health_checks={"katalogus": lambda: True})
+    explainer = in_memory_explainer(engine, queue)
+    app = create_app(queue, schedules, clock, health_checks={"katalogus": lambda: True}, explainer=explainer)
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
