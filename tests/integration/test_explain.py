@@ -31,7 +31,6 @@ from katsched.core.models import (
     Plugin,
     RawData,
     RawDataReceivedEvent,
-    ScanProfile,
     TaskStatus,
 )
 from katsched.store.queue import NewTask, TaskQueue
@@ -39,6 +38,8 @@ from katsched.store.schedules import ScheduleStore
 from katsched.store.tables import metadata
 from katsched.testing import FakeClock
 from tests.contract.kat_fake_server import KatFakeServer, refused_url
+from tests.unit.test_planner_store import boefje as plugin
+from tests.unit.test_planner_store import hostname as _hostname
 
 pytestmark = pytest.mark.integration
 
@@ -46,21 +47,8 @@ ORG = "acme"
 REF = "Hostname|internet|example.com"
 
 
-def plugin(plugin_id: str = "dns-records", **fields: Any) -> Plugin:
-    defaults: dict[str, Any] = {
-        "id": plugin_id,
-        "type": "boefje",
-        "enabled": True,
-        "scan_level": 1,
-        "consumes": ["Hostname"],
-        "produces": [],
-    }
-    return Plugin(**(defaults | fields))
-
-
 def hostname(level: int | None = 2) -> OOI:
-    profile = None if level is None else ScanProfile(level=level, reference=REF, scan_profile_type="declared")
-    return OOI(primary_key=REF, object_type="Hostname", scan_profile=profile)
+    return _hostname("example.com", level)
 
 
 def boefje_data(plugin_id: str = "dns-records") -> dict[str, Any]:
