@@ -50,6 +50,7 @@ from katsched.intake import (
     sample_mutation,
 )
 from katsched.schedulers.boefje import BoefjePlanner
+from katsched.store.decisions import SqlDecisionLog
 from katsched.store.engine import build_engine
 from katsched.store.lookups import SqlScheduleStore, SqlTaskStore
 from katsched.store.migrate import upgrade
@@ -176,6 +177,7 @@ def planner(directory: Path, name: str, clients: KatClients) -> tuple[BoefjePlan
     boefjes = BoefjePlanner(
         tasks=SqlTaskStore(queue), schedules=SqlScheduleStore(engine, clock), seen=SqlSeenPlugins(engine),
         catalog=clients.katalogus, objects=clients.octopoes, raw_data=clients.bytes, clock=clock,
+        decisions=SqlDecisionLog(engine),  # as the daemon builds it: each decision is kept
     )  # fmt: skip
     for body in mutations(len(ORGANISATIONS), f"warm-{name}"):  # fills the Katalogus cache of each org
         boefjes.plan_for_mutation(decode_mutation(body))

@@ -42,6 +42,7 @@ from katsched.core.models import (
 from katsched.core.ports import ObjectGraph, PluginCatalog, RawDataIndex
 from katsched.intake import BATCH_SIZE
 from katsched.schedulers.boefje import BoefjePlanner
+from katsched.store.decisions import SqlDecisionLog
 from katsched.store.engine import build_engine
 from katsched.store.lookups import SqlScheduleStore, SqlTaskStore
 from katsched.store.migrate import upgrade
@@ -94,6 +95,7 @@ def planner(
         objects=objects,
         raw_data=raw_data,
         clock=clock,
+        decisions=SqlDecisionLog(engine),  # as the daemon builds it: each decision is kept
     )
 
 
