@@ -1,5 +1,6 @@
 """Alembic, driven from code: `katsched db upgrade` and daemon start-up both call `upgrade`."""
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -10,6 +11,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from katsched.errors import StorageError
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -22,10 +25,16 @@ def _config(engine: Engine) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Migrate to `revision`. Concurrent callers are serialised by the schema lock taken in env.py."""
+    config = _config(engine)
     try:
-        command.upgrade(_config(engine), revision)
+        command.upgrade(config, revision)
     except SQLAlchemyError as exc:
         raise StorageError(f"migration to {revision} failed: {str(exc).splitlines()[0]}") from exc
+    found = config.attributes.get("found_revision")
+    reached = current_revision(engine)
+    if found != reached:
+        log.info("schema_upgraded from=%s to=%s", found, reached)
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -257,7 +257,7 @@ class TaskQueue:
         statement = (
             select(tasks)
             .where(_queued_matching(scheduler_id, None))
-            .order_by(*_pop_order(tasks))
+            .order_by(*_pop_order(tasks), tasks.c.id)  # the id makes offsets stable between calls
             .offset(offset)
             .limit(limit)
         )
@@ -350,10 +350,14 @@ class TaskQueue:
     # listing and statistics
 
     def list_tasks(self, query: TaskQuery) -> Page:
-        """Tasks matching `query`, newest first, with the total count before pagination."""
+        """Tasks matching `query`, newest first, with the total count before pagination.
+
+        The id breaks ties: tasks pushed in one transaction share `created_at`, and without a total order
+        offset pages would repeat some of them and skip others."""
         where = and_(true(), *_query_conditions(query))
         count_statement = select(func.count()).select_from(tasks).where(where)
-        statement = select(tasks).where(where).order_by(tasks.c.created_at.desc()).offset(query.offset)
+        newest_first = (tasks.c.created_at.desc(), tasks.c.id.desc())
+        statement = select(tasks).where(where).order_by(*newest_first).offset(query.offset)
         if query.limit is not None:
             statement = statement.limit(query.limit)
         with read(self.engine) as connection:

@@ -139,9 +139,9 @@ class ScheduleStore:
 
     def list_schedules(self, query: ScheduleQuery) -> SchedulePage:
         where = and_(true(), *_query_conditions(query))
-        statement = (
-            select(schedules).where(where).order_by(schedules.c.created_at.desc()).offset(query.offset)
-        )
+        # The id breaks ties between schedules created in one transaction, so offset pages never overlap.
+        newest_first = (schedules.c.created_at.desc(), schedules.c.id.desc())
+        statement = select(schedules).where(where).order_by(*newest_first).offset(query.offset)
         if query.limit is not None:
             statement = statement.limit(query.limit)
         with read(self.engine) as connection:
@@ -161,7 +161,8 @@ class ScheduleStore:
         ]
         if organisation is not None:
             conditions.append(schedules.c.organisation == organisation)
-        statement = select(schedules).where(*conditions).order_by(schedules.c.deadline_at.asc()).limit(limit)
+        oldest_first = (schedules.c.deadline_at.asc(), schedules.c.id)
+        statement = select(schedules).where(*conditions).order_by(*oldest_first).limit(limit)
         with read(self.engine) as connection:
             return [to_schedule(row) for row in connection.execute(statement)]
 
