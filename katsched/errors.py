@@ -9,6 +9,7 @@ one-line message and an exit code (see ``katsched.cli``), the HTTP API to a stat
     ├── ServiceError           a KAT service (Katalogus, Octopoes, Bytes) failed
     │   └── ServiceUnavailable   transient: refused, timed out, 5xx
     ├── MessageError           a RabbitMQ message that cannot be decoded
+    ├── SourceError            a database to import from that katsched cannot read (`db import-mula`)
     └── QueueError             a queue operation was refused
         ├── NotFound             no such task, schedule or scheduler
         ├── InvalidItem          data or priority not valid for the scheduler
@@ -41,6 +42,10 @@ class ServiceUnavailable(ServiceError):
 
 class MessageError(KatschedError):
     """A message body that cannot be decoded into its model."""
+
+
+class SourceError(KatschedError):
+    """The database to import from is not one this import understands (schema revision, tables)."""
 
 
 class QueueError(KatschedError):

@@ -1,5 +1,6 @@
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pytest
@@ -18,10 +19,10 @@ def clock() -> FakeClock:
     return FakeClock(START)
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh database for this test run, dropped afterwards. PostgreSQL must be running: no silent skip."""
-    name = f"katsched_test_{uuid.uuid4().hex[:12]}"
+@contextmanager
+def scratch_postgres(prefix: str = "katsched_test") -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database, dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
@@ -31,6 +32,13 @@ def postgres_url() -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh database for this test run, dropped afterwards. PostgreSQL must be running: no silent skip."""
+    with scratch_postgres() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

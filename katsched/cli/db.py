@@ -1,8 +1,12 @@
-"""`katsched db`: the schema."""
+"""`katsched db`: the schema, and importing an existing OpenKAT scheduler's data."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
 
 import typer
 
-from katsched.cli.common import ConfigOption, console, open_engine
+from katsched.cli.common import ConfigOption, JsonOption, console, open_engine
 from katsched.config import load_settings
 from katsched.store.migrate import current_revision
 
@@ -15,3 +19,60 @@ def upgrade_command(config: ConfigOption = None) -> None:
     settings = load_settings(config)
     engine = open_engine(settings)
     console.print(f"database at revision {current_revision(engine)}")
+
+
+SourceOption = Annotated[
+    str, typer.Option("--from", help="The original scheduler's database: postgresql://user@host/scheduler.")
+]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Print the report; write nothing.")]
+SinceOption = Annotated[
+    datetime | None,
+    typer.Option(
+        "--since",
+        formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"],
+        help="Finished tasks only from this date (UTC); queued and in-flight tasks and all schedules always.",
+    ),
+]
+
+
+class InFlightChoice(StrEnum):
+    """The import's own `InFlight`, spelled here so that `katsched --help` need not load the import."""
+
+    REQUEUE = "requeue"
+    FAIL = "fail"
+
+
+InFlightOption = Annotated[
+    InFlightChoice,
+    typer.Option(
+        "--in-flight",
+        help="Tasks the original had handed to a runner (dispatched, running): queue again, or fail.",
+    ),
+]
+BatchOption = Annotated[
+    int,
+    typer.Option(
+        "--batch-size", min=100, help="Rows written per transaction (each batch commits on its own)."
+    ),
+]
+
+
+@app.command("import-mula")
+def import_mula_command(
+    source: SourceOption,
+    dry_run: DryRunOption = False,
+    since: SinceOption = None,
+    in_flight: InFlightOption = InFlightChoice.REQUEUE,
+    as_json: JsonOption = False,
+    batch_size: BatchOption = 2000,
+    config: ConfigOption = None,
+) -> None:
+    """Import OpenKAT's scheduler database (revision 0008 to 0011): schedules, queued tasks and history.
+
+    Safe to run again: rows already imported are left alone, and an interrupted import is finished by the
+    next run. Stop the original scheduler first.
+    """
+    from katsched.cli.mula import run_import  # the import's modules load only for this command
+
+    options = {"dry_run": dry_run, "since": since, "in_flight": in_flight.value, "batch": batch_size}
+    run_import(load_settings(config), source, options, as_json=as_json)

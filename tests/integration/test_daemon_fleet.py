@@ -4,14 +4,13 @@ schema current."""
 
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.conftest import POSTGRES_ADMIN_URL
+from tests.conftest import scratch_postgres
 from tests.integration.test_daemon_lifecycle import HEAD, DaemonProcess, free_port, write_config
 
 pytestmark = pytest.mark.integration
@@ -23,16 +22,8 @@ STARTUP = 180.0  # four interpreters importing everything at once on a shared tw
 @pytest.fixture
 def fresh_postgres_url() -> Iterator[str]:
     """An empty database of its own: the session's database is already migrated."""
-    name = f"katsched_fleet_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_postgres("katsched_fleet") as url:
+        yield url
 
 
 def versions(url: str) -> list[str]:
