@@ -142,9 +142,7 @@ class MulaImport:
             existing = set(connection.execute(select(tasks.c.id).where(tasks.c.id.in_(ids))).scalars())
             fresh = [row for row in rows if row["id"] not in existing]
             if fresh and not self.options.dry_run:
-                # A plain executemany: the driver sends one prepared statement per row in a pipeline, much
-                # cheaper than rendering thousands of rows into one statement.
-                connection.execute(_insert_new(connection, tasks), fresh)
+                _insert_rows(connection, fresh)
         return len(fresh)
 
 
@@ -161,6 +159,21 @@ def _taken_schedules(connection: Connection, rows: Sequence[dict[str, Any]]) -> 
         taken[schedule_id] = schedule_id
         taken[schedule_hash] = schedule_id
     return taken
+
+
+def _insert_rows(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    """New task rows, in this transaction. PostgreSQL: COPY, several times faster than any INSERT for
+    thousands of rows (the history trigger fires for it all the same). SQLite: one executemany."""
+    if connection.dialect.name != "postgresql":
+        connection.execute(_insert_new(connection, tasks), rows)
+        return
+    from psycopg.types.json import Jsonb  # the `postgres` extra: only a PostgreSQL target gets here
+
+    columns = [column.name for column in tasks.c]
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy(f"COPY tasks ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([Jsonb(row[name]) if name == "data" else row[name] for name in columns])
 
 
 def _insert_new(connection: Connection, table: Any) -> Insert:
