@@ -34,12 +34,18 @@ def run_import(settings: Settings, url: str, chosen: dict[str, Any], *, as_json:
         batch=chosen["batch"],
     )
     source = source_engine(url)
-    target = open_engine(settings)
+    reader = MulaSource(source)
+    try:
+        reader.revision()  # an unusable source is refused before the progress bar draws anything
+        target = open_engine(settings)
+    except BaseException:
+        source.dispose()
+        raise
     try:
         with _progress(as_json) as progress:
             phases: dict[str, TaskID] = {}
             importer = MulaImport(
-                MulaSource(source),
+                reader,
                 target,
                 options,
                 started=lambda phase, total: phases.update({phase: progress.add_task(phase, total=total)}),
