@@ -61,7 +61,15 @@ class DatabaseSettings(_Section):
     busy_timeout_ms: int = _number(
         5000, "Milliseconds SQLite waits for another writer before giving up.", unit="milliseconds"
     )
-    pool_size: int = _number(10, "Connections kept open to PostgreSQL (unused for SQLite).", ge=1)
+    pool_size: int = _number(
+        10, "Connections kept open to the database; for SQLite also the most open at once.", ge=1
+    )
+    sqlite_cache_mib: int = _number(
+        8,
+        "Page cache of each SQLite connection, in MiB: with pool_size it bounds the memory the database"
+        " takes, however many tasks are queued.",
+        ge=1,
+    )
 
 
 class ApiSettings(_Section):

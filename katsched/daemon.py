@@ -129,7 +129,10 @@ class Daemon:
     def _open_store(self) -> Engine:
         database = self.settings.database
         self.engine = build_engine(
-            database.url, busy_timeout_ms=database.busy_timeout_ms, pool_size=database.pool_size
+            database.url,
+            busy_timeout_ms=database.busy_timeout_ms,
+            pool_size=database.pool_size,
+            sqlite_cache_mib=database.sqlite_cache_mib,
         )
         upgrade(self.engine)
         return self.engine

@@ -51,9 +51,8 @@ def postgres_engine(postgres_url: str) -> Iterator[Engine]:
 
 def empty_postgres(engine: Engine) -> Engine:
     with engine.begin() as connection:
-        connection.execute(
-            text("TRUNCATE task_events, tasks, schedules, plugins_seen, daemon_state, decisions CASCADE")
-        )
+        tables = "task_events, tasks, schedules, plugins_seen, daemon_state, decisions, task_counts"
+        connection.execute(text(f"TRUNCATE {tables}, task_hour_counts CASCADE"))
     return engine
 
 

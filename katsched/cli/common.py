@@ -36,6 +36,7 @@ def open_engine(settings: Settings) -> Engine:
         settings.database.url,
         busy_timeout_ms=settings.database.busy_timeout_ms,
         pool_size=settings.database.pool_size,
+        sqlite_cache_mib=settings.database.sqlite_cache_mib,
     )
     upgrade(engine)
     return engine

@@ -130,6 +130,8 @@ class TaskDraft:
     data: dict[str, Any]
     id: uuid.UUID | None = None
     schedule: ScheduleLink | None = None
+    last_run_at: datetime | None = None  # the fact an automatic priority was ranked from
+    rerank_at: datetime | None = None  # when that priority changes next; None: never re-ranked
 
 
 class PushResult(StrEnum):
@@ -147,12 +149,18 @@ class PushOutcome:
 
 @dataclass(frozen=True)
 class QueuedRank:
-    """A waiting task's rank, and when the same work last ran according to our history (None: unknown)."""
+    """A waiting task's rank, and when the same work last ran when it was ranked (None: unknown)."""
 
     task_id: uuid.UUID
     priority: int
     created_at: datetime
     last_run_at: datetime | None
+
+
+@dataclass(frozen=True)
+class NewRank:
+    priority: int
+    rerank_at: datetime | None  # when it changes next; None: never
 
 
 class TaskStore(Protocol):
@@ -180,12 +188,13 @@ class TaskStore(Protocol):
         """The organisation's normalizer tasks for the raw file, newest first."""
         ...
 
-    def queued_ranks(self, scheduler_id: str, organisation: str) -> list[QueuedRank]:
-        """The organisation's QUEUED tasks with a priority above 1 (manual pushes keep theirs)."""
+    def ranks_due(self, scheduler_id: str, organisation: str, now: datetime, limit: int) -> list[QueuedRank]:
+        """Up to `limit` of the organisation's QUEUED tasks whose rank is due to change at `now` (pushed with
+        a `rerank_at` that has passed), longest due first. A manual push has none and keeps its priority."""
         ...
 
-    def set_priorities(self, priorities: Mapping[uuid.UUID, int]) -> int:
-        """Re-prioritise the tasks that are still QUEUED; how many changed."""
+    def set_ranks(self, ranks: Mapping[uuid.UUID, NewRank]) -> int:
+        """Re-rank the tasks that are still QUEUED; how many were."""
         ...
 
 

@@ -4,6 +4,7 @@ A ranker never returns 0 (0 means "no priority" on push) nor anything below 1; 1
 pushes. The configuration chooses a ranker per scheduler by its key in `RANKERS`.
 """
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,21 +25,40 @@ NEVER_RUN = 2
 MOST_STALE = 3
 JUST_RAN = 1000
 STALE_AFTER = timedelta(days=7)
+_WINDOW = int(STALE_AFTER.total_seconds())
 
 
 def staleness(facts: RankFacts, now: datetime) -> int:
     """Never run → 2; else 3 once stale for STALE_AFTER, rising linearly to 1000 for a run that just ended.
 
     The age is measured in total seconds: the original read `timedelta.seconds`, the seconds-of-day part,
-    which made a run 2 days and 1 hour old look fresher than one 23 hours old.
+    which made a run 2 days and 1 hour old look fresher than one 23 hours old. Whole seconds and integer
+    arithmetic, so that `staleness_changes_at` can say to the second when the rank moves next.
     """
     if facts.last_run_at is None:
         return NEVER_RUN
-    age = max((now - facts.last_run_at).total_seconds(), 0.0)  # a clock ahead of ours counts as "just ran"
-    window = STALE_AFTER.total_seconds()
-    if age >= window:
+    age = _age_seconds(facts.last_run_at, now)
+    if age >= _WINDOW:
         return MOST_STALE
-    return int(MOST_STALE + (JUST_RAN - MOST_STALE) * (1 - age / window))
+    return MOST_STALE + (JUST_RAN - MOST_STALE) * (_WINDOW - age) // _WINDOW
+
+
+def staleness_changes_at(facts: RankFacts, now: datetime) -> datetime | None:
+    """The first moment after `now` at which `staleness` gives another rank; None once it never will
+    (never run, or already most stale). Re-ranking visits a task only then, not on every run."""
+    if facts.last_run_at is None:
+        return None
+    rank = staleness(facts, now)
+    if rank <= MOST_STALE:
+        return None
+    # The rank falls below `rank` at the first whole second of age where 997 * (W - age) < (rank - 3) * W.
+    age = _WINDOW * (JUST_RAN - rank) // (JUST_RAN - MOST_STALE) + 1
+    return max(facts.last_run_at + timedelta(seconds=age), now)
+
+
+def _age_seconds(last_run_at: datetime, now: datetime) -> int:
+    # A clock ahead of ours counts as "just ran".
+    return max(math.floor((now - last_run_at).total_seconds()), 0)
 
 
 def by_ended_at(facts: RankFacts, now: datetime) -> int:
@@ -65,6 +85,18 @@ RANKERS: dict[str, Ranker] = {
     "ended_at": by_ended_at,
     "created_at": by_created_at,
 }
+
+
+RankChange = Callable[[RankFacts, datetime], datetime | None]
+
+# The rankers whose rank moves with time, and when it moves next; the others rank once, at push.
+RANK_CHANGES: dict[str, RankChange] = {"staleness": staleness_changes_at}
+
+
+def rank_changes_at(name: str, facts: RankFacts, now: datetime) -> datetime | None:
+    """When the rank that ranker `name` gives at `now` changes next; None if it never will."""
+    changes = RANK_CHANGES.get(name)
+    return changes(facts, now) if changes is not None else None
 
 
 def ranker_named(name: str) -> Ranker:

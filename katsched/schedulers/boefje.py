@@ -73,6 +73,7 @@ from katsched.schedulers.summary import PlanSummary
 logger = logging.getLogger("katsched.schedulers")
 
 SCHEDULER = "boefje"
+RERANK_BATCHES_PER_RUN = 20
 
 
 class _Lookups:
@@ -189,18 +190,22 @@ class BoefjePlanner:
         return summary
 
     def rerank_queued(self, organisation_id: str) -> int:
-        """Re-rank the waiting automatic tasks (priority above 1) as time makes them staler; how many
-        changed. A task whose last run only Bytes knew keeps the rank it was pushed with."""
+        """Re-rank the automatic tasks whose rank has moved since it was set; how many changed priority.
+
+        Only those are read (each carries the moment its rank changes next), a batch at a time and at
+        most RERANK_BATCHES_PER_RUN batches, so a run's work follows the ranks that move, never the size
+        of the queue; what one run leaves, the next takes first. Manual pushes keep their priority."""
+        changed = 0
+        size = self._settings.reschedule_batch_size
         with deferring("boefje.rerank", organisation_id):
             now = self._clock.now()
-            changes: dict[uuid.UUID, int] = {}
-            for queued in self._tasks.queued_ranks(SCHEDULER, organisation_id):
-                if queued.last_run_at is None:
-                    continue
-                priority = rank(self._settings, queued.last_run_at, queued.created_at, now)
-                if priority != queued.priority:
-                    changes[queued.task_id] = priority
-            changed = self._tasks.set_priorities(changes)
+            for _ in range(RERANK_BATCHES_PER_RUN):
+                due = self._tasks.ranks_due(SCHEDULER, organisation_id, now, size)
+                ranks = {q.task_id: rank(self._settings, q.last_run_at, q.created_at, now) for q in due}
+                self._tasks.set_ranks(ranks)
+                changed += sum(ranks[q.task_id].priority != q.priority for q in due)
+                if len(due) < size:
+                    break
         logger.debug("tasks_reranked scheduler=boefje org=%s changed=%d", organisation_id, changed)
         return changed
 
@@ -363,11 +368,14 @@ class BoefjePlanner:
         planned: list[Planned] = []
         own: list[int] = []
         for verdict, group in zip(runs, groups, strict=True):
-            priority = rank(self._settings, verdict.last_run_at, now, now)
+            ranked = rank(self._settings, verdict.last_run_at, now, now)
             for item, reason in group:
                 link = schedule_link(item, found.get(item.hash), now, self._settings, self._uniform)
                 data = item.task.model_dump(mode="json")
-                draft = TaskDraft(SCHEDULER, item.organisation, priority, data, item.task.id, link)
+                draft = TaskDraft(
+                    SCHEDULER, item.organisation, ranked.priority, data, item.task.id, link,
+                    last_run_at=verdict.last_run_at, rerank_at=ranked.rerank_at,
+                )  # fmt: skip
                 planned.append(Planned(draft, reason))
             own.append(len(planned) - 1)  # the run's own task comes last in its group
         outcomes = push_and_record(self._tasks, planned, summary)

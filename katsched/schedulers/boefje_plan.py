@@ -20,8 +20,8 @@ from katsched.core.models import (
     Task,
     TaskStatus,
 )
-from katsched.core.ports import DecisionRecord, PushOutcome, PushResult, ScheduleLink
-from katsched.core.ranking import Ranker, RankFacts, ranker_named
+from katsched.core.ports import DecisionRecord, NewRank, PushOutcome, PushResult, ScheduleLink
+from katsched.core.ranking import Ranker, RankFacts, rank_changes_at, ranker_named
 from katsched.core.rules import (
     Action,
     BoefjeRunFacts,
@@ -172,8 +172,10 @@ def needs_bytes(latest: Task | None) -> bool:
 
 def rank(
     settings: BoefjePlannerSettings, last_run_at: datetime | None, created_at: datetime, now: datetime
-) -> int:
-    return settings.rank(RankFacts(last_run_at=last_run_at, created_at=created_at), now)
+) -> NewRank:
+    """The priority and when it changes next, so that re-ranking visits the task only then."""
+    facts = RankFacts(last_run_at=last_run_at, created_at=created_at)
+    return NewRank(settings.rank(facts, now), rank_changes_at(settings.ranker, facts, now))
 
 
 def eligible_at(last_run_at: datetime, plugin: Plugin, grace_period: timedelta) -> datetime:

@@ -20,12 +20,14 @@ from katsched.store.maintenance import (
     LEASE_EXPIRED,
     prune_finished_tasks,
     prune_history,
+    prune_hour_counts,
     sweep_expired_leases,
 )
 
 log = logging.getLogger("katsched.sweeps")
 
 MAX_BATCHES_PER_RUN = 100
+HOURLY_COUNTS_KEPT = timedelta(days=2)  # /tasks/stats looks back 24 hours
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ def prune_retention(engine: Engine, clock: Clock, policy: RetentionPolicy) -> Pr
         lambda: prune_decisions(engine, history_cutoff, policy.batch_size), policy
     )
     daemons = DaemonStateStore(engine).prune(history_cutoff)
+    prune_hour_counts(engine, now - HOURLY_COUNTS_KEPT)
     return PruneSummary(
         tasks=tasks,
         history=history,

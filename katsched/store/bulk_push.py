@@ -175,6 +175,8 @@ class BatchPush:
             "data": item.data,
             "created_at": self._now,
             "modified_at": self._now,
+            "last_run_at": item.draft.last_run_at,
+            "rerank_at": item.draft.rerank_at,
         }
         self._new_tasks.append(row)
         return Task.model_validate(row)
@@ -183,7 +185,13 @@ class BatchPush:
         """The push policy lets this draft replace a queued duplicate: it keeps the queued task's id."""
         self._flush()  # the duplicate may be a row of this very batch
         data = {**item.data, "id": str(task_id)} if "id" in item.data else item.data
-        values: dict[str, Any] = {"priority": item.draft.priority, "data": data, "modified_at": self._now}
+        values: dict[str, Any] = {
+            "priority": item.draft.priority,
+            "data": data,
+            "modified_at": self._now,
+            "last_run_at": item.draft.last_run_at,
+            "rerank_at": item.draft.rerank_at,
+        }
         if schedule_id is not None:
             values["schedule_id"] = schedule_id
         statement = update(tasks).where(tasks.c.id == task_id, IS_QUEUED).values(**values).returning(*tasks.c)

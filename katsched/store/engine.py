@@ -29,10 +29,12 @@ def _json_dumps(value: Any) -> str:
     return json.dumps(value, default=str, separators=(",", ":"))
 
 
-def build_engine(url: str, *, busy_timeout_ms: int = 5000, pool_size: int = 10) -> Engine:
+def build_engine(
+    url: str, *, busy_timeout_ms: int = 5000, pool_size: int = 10, sqlite_cache_mib: int = 8
+) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(url, busy_timeout_ms)
+        return _sqlite_engine(url, busy_timeout_ms, pool_size, sqlite_cache_mib)
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     return create_engine(
@@ -44,14 +46,19 @@ def build_engine(url: str, *, busy_timeout_ms: int = 5000, pool_size: int = 10) 
     )
 
 
-def _sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
+def _sqlite_engine(url: str, busy_timeout_ms: int, pool_size: int, cache_mib: int) -> Engine:
     database = make_url(url).database
+    pool: dict[str, Any] = {}
     if database and database != ":memory:":
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        # At most `pool_size` connections, each with `cache_mib` of page cache: the memory the database takes
+        # is bounded by the configuration, not by the queue (every connection fills its cache in time).
+        pool = {"pool_size": pool_size, "max_overflow": 0}
     engine = create_engine(
         url,
         json_serializer=_json_dumps,
         connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
+        **pool,
     )
 
     @event.listens_for(engine, "connect")
@@ -63,9 +70,8 @@ def _sqlite_engine(url: str, busy_timeout_ms: int) -> Engine:
         # NORMAL is durable across application crashes in WAL mode; only an OS crash can lose the last commit.
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        # 64 MiB of page cache: a pop rewrites several index pages, and re-reading them is what makes a large
-        # queue slow, not the search itself.
-        cursor.execute("PRAGMA cache_size=-65536")
+        # A pop rewrites several index pages; keeping the hot ones cached is what keeps a large queue fast.
+        cursor.execute(f"PRAGMA cache_size={-1024 * int(cache_mib)}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -8,11 +8,11 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Engine, Select, bindparam, func, literal_column, select, update
+from sqlalchemy import Engine, Integer, Select, bindparam, case, func, select, update
 
 from katsched.clock import Clock
-from katsched.core.models import Schedule, Task, TaskStatus
-from katsched.core.ports import PushOutcome, QueuedRank, TaskDraft
+from katsched.core.models import Schedule, Task
+from katsched.core.ports import NewRank, PushOutcome, QueuedRank, TaskDraft
 from katsched.store.bulk_push import BatchPush, prepare
 from katsched.store.engine import read, write
 from katsched.store.queue import IS_QUEUED, TaskQueue, to_task
@@ -41,10 +41,31 @@ def _latest_by_hash() -> Select[Any]:
 
 _LATEST_BY_HASH = _latest_by_hash()
 _SCHEDULES_BY_HASH = select(schedules).where(schedules.c.hash.in_(bindparam("hashes", expanding=True)))
-_SET_PRIORITY = (
+# Read off ix_tasks_rerank: only the tasks whose rank has moved, never the whole queue.
+_RANKS_DUE = (
+    select(tasks.c.id, tasks.c.priority, tasks.c.created_at, tasks.c.last_run_at)
+    .where(
+        tasks.c.scheduler_id == bindparam("scheduler_id"),
+        tasks.c.organisation == bindparam("organisation"),
+        IS_QUEUED,
+        tasks.c.rerank_at <= bindparam("now", type_=tasks.c.rerank_at.type),
+    )
+    .order_by(tasks.c.rerank_at)
+    .limit(bindparam("limit", type_=Integer))
+)
+_NEW_PRIORITY = bindparam("_priority", type_=tasks.c.priority.type)
+_SET_RANK = (
     update(tasks)
     .where(tasks.c.id == bindparam("_id"), IS_QUEUED)
-    .values(priority=bindparam("_priority"), modified_at=bindparam("_now"))
+    .values(
+        priority=_NEW_PRIORITY,
+        rerank_at=bindparam("_rerank_at", type_=tasks.c.rerank_at.type),
+        # A task is modified when its priority is, not each time its next re-rank is put off.
+        modified_at=case(
+            (tasks.c.priority == _NEW_PRIORITY, tasks.c.modified_at),
+            else_=bindparam("_now", type_=tasks.c.modified_at.type),
+        ),
+    )
 )
 _SET_DEADLINE = (
     update(schedules)
@@ -109,39 +130,21 @@ class SqlTaskStore:
         with read(self.engine) as connection:
             return [to_task(row) for row in connection.execute(statement)]
 
-    def queued_ranks(self, scheduler_id: str, organisation: str) -> list[QueuedRank]:
-        earlier = tasks.alias("earlier")
-        last_run = (
-            select(func.max(earlier.c.created_at))
-            .where(
-                earlier.c.scheduler_id == tasks.c.scheduler_id,
-                earlier.c.hash == tasks.c.hash,
-                earlier.c.id != tasks.c.id,
-                earlier.c.status != literal_column(f"'{TaskStatus.CANCELLED.value}'"),
-                earlier.c.created_at <= tasks.c.created_at,
-            )
-            .scalar_subquery()
-        )
-        statement = select(
-            tasks.c.id, tasks.c.priority, tasks.c.created_at, last_run.label("last_run_at")
-        ).where(
-            tasks.c.scheduler_id == scheduler_id,
-            tasks.c.organisation == organisation,
-            IS_QUEUED,
-            tasks.c.priority > 1,
-        )
+    def ranks_due(self, scheduler_id: str, organisation: str, now: datetime, limit: int) -> list[QueuedRank]:
+        parameters = {"scheduler_id": scheduler_id, "organisation": organisation, "now": now, "limit": limit}
         with read(self.engine) as connection:
-            return [QueuedRank(*row) for row in connection.execute(statement)]
+            return [QueuedRank(*row) for row in connection.execute(_RANKS_DUE, parameters)]
 
-    def set_priorities(self, priorities: Mapping[uuid.UUID, int]) -> int:
-        if not priorities:
+    def set_ranks(self, ranks: Mapping[uuid.UUID, NewRank]) -> int:
+        if not ranks:
             return 0
         now = self.clock.now()
         rows = [
-            {"_id": task_id, "_priority": priority, "_now": now} for task_id, priority in priorities.items()
+            {"_id": task_id, "_priority": new.priority, "_rerank_at": new.rerank_at, "_now": now}
+            for task_id, new in ranks.items()
         ]
         with write(self.engine) as connection:
-            return int(connection.execute(_SET_PRIORITY, rows).rowcount)
+            return int(connection.execute(_SET_RANK, rows).rowcount)
 
 
 class SqlScheduleStore:

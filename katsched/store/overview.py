@@ -1,19 +1,21 @@
-"""One read-only snapshot of the whole store for `katsched status`: a handful of grouped counts, each answered
-from an index, in one deferred read transaction (so it never waits for, nor blocks, the daemon's writes)."""
+"""One read-only snapshot of the whole store for `katsched status`: the task counters (store.counts) and a
+handful of grouped counts, each answered from an index, in one deferred read transaction (so it never
+waits for, nor blocks, the daemon's writes)."""
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, func, literal_column, select
+from sqlalchemy import ColumnElement, Connection, Engine, func, select
 
 from katsched.core.models import TaskStatus
 from katsched.core.transitions import TERMINAL
+from katsched.store import counts
 from katsched.store.daemon_state import DaemonState, DaemonStateStore
 from katsched.store.engine import read
 from katsched.store.maintenance import LEASE_EXPIRED
 from katsched.store.schedules import has_active_task
-from katsched.store.tables import schedules, task_events, tasks
+from katsched.store.tables import schedules, task_events
 
 SCHEDULERS = ("boefje", "normalizer", "report")
 IN_FLIGHT = (TaskStatus.QUEUED.value, TaskStatus.DISPATCHED.value, TaskStatus.RUNNING.value)
@@ -69,16 +71,14 @@ def take_overview(engine: Engine, now: datetime, *, overdue_after: timedelta, to
 
 
 def _loads(connection: Connection) -> list[SchedulerLoad]:
-    statement = (
-        select(tasks.c.scheduler_id, tasks.c.status, func.count(), func.min(tasks.c.created_at))
-        .where(tasks.c.status.in_(IN_FLIGHT))
-        .group_by(tasks.c.scheduler_id, tasks.c.status)
-    )
     found: dict[str, dict[str, Any]] = {name: {} for name in SCHEDULERS}
-    for scheduler_id, status, count, oldest in connection.execute(statement):
-        found.setdefault(scheduler_id, {})[status] = int(count)
-        if status == TaskStatus.QUEUED.value:
-            found[scheduler_id]["oldest_queued_at"] = _aware(oldest)
+    for scheduler_id, _organisation, status, number in counts.counted(connection):
+        if status.value in IN_FLIGHT:
+            loads = found.setdefault(scheduler_id, {})
+            loads[status.value] = loads.get(status.value, 0) + number
+    for scheduler_id, loads in found.items():
+        if loads.get(TaskStatus.QUEUED.value):
+            loads["oldest_queued_at"] = counts.oldest_queued(connection, scheduler_id)
     return [SchedulerLoad(scheduler_id=name, **values) for name, values in found.items()]
 
 
@@ -124,15 +124,10 @@ def _outcomes(connection: Connection, now: datetime) -> tuple[dict[str, int], in
 
 
 def _top_organisations(connection: Connection, top: int) -> list[tuple[str, int]]:
-    count = func.count().label("queued")
-    statement = (
-        select(tasks.c.organisation, count)
-        .where(tasks.c.status == literal_column("'queued'"))
-        .group_by(tasks.c.organisation)
-        .order_by(count.desc(), tasks.c.organisation)
-        .limit(top)
-    )
-    return [(organisation, int(n)) for organisation, n in connection.execute(statement)]
+    queued: dict[str, int] = {}
+    for _scheduler_id, organisation, _status, number in counts.counted(connection, status=TaskStatus.QUEUED):
+        queued[organisation] = queued.get(organisation, 0) + number
+    return sorted(queued.items(), key=lambda item: (-item[1], item[0]))[:top]
 
 
 def _schedules(connection: Connection, now: datetime, overdue_after: timedelta) -> ScheduleDue:

@@ -9,7 +9,7 @@ skips rows another transaction has locked.
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -38,15 +38,17 @@ from katsched.core.models import PushPolicy, SchedulerKind, Task, TaskStatus
 from katsched.core.push import PushAction, align_ids, check_capacity, decide_push, validated_hash
 from katsched.core.transitions import check_transition
 from katsched.errors import NotAllowed, NotFound, StorageError
+from katsched.store import counts
 from katsched.store.engine import read, write
 from katsched.store.filters import compile_filter
 from katsched.store.history import add_reason
 from katsched.store.tables import task_events, tasks
-from katsched.store.types import hour_bucket
 
 # A literal, not a bound parameter: SQLite uses a partial index only when the WHERE visibly implies it.
 IS_QUEUED = tasks.c.status == literal_column("'queued'")
 DEDUPLICATION_KEY = tasks.c.data["deduplication_key"].as_string()
+# A priority given by hand is kept: re-ranking visits only tasks with a `rerank_at`.
+MANUAL_RANK = {"last_run_at": None, "rerank_at": None}
 
 
 @dataclass(frozen=True)
@@ -233,7 +235,7 @@ class TaskQueue:
         statement = (
             update(tasks)
             .where(tasks.c.id == task_id, IS_QUEUED)
-            .values(priority=priority, data=data, modified_at=self.clock.now())
+            .values(priority=priority, data=data, modified_at=self.clock.now(), **MANUAL_RANK)
             .returning(*tasks.c)
         )
         return to_task(connection.execute(statement).one())
@@ -287,8 +289,7 @@ class TaskQueue:
             return self._count_queued(connection, scheduler_id)
 
     def _count_queued(self, connection: Connection, scheduler_id: str) -> int:
-        statement = select(func.count()).where(tasks.c.scheduler_id == scheduler_id, IS_QUEUED)
-        return int(connection.execute(statement).scalar_one())
+        return counts.total(connection, scheduler_id, status=TaskStatus.QUEUED)
 
     # status changes
 
@@ -309,6 +310,8 @@ class TaskQueue:
             if current is None:
                 raise NotFound(f"task not found, by task_id: {task_id}")
             values = dict(changes)
+            if "priority" in values:
+                values |= MANUAL_RANK
             if "status" in values:
                 new_status = TaskStatus(values["status"])
                 check_transition(TaskStatus(current), new_status)
@@ -350,56 +353,42 @@ class TaskQueue:
     # listing and statistics
 
     def list_tasks(self, query: TaskQuery) -> Page:
-        """Tasks matching `query`, newest first, with the total count before pagination.
+        """Tasks matching `query`, newest first, with the total count before pagination (from the counters
+        when the query narrows by scheduler, organisation and status only).
 
         The id breaks ties: tasks pushed in one transaction share `created_at`, and without a total order
         offset pages would repeat some of them and skip others."""
         where = and_(true(), *_query_conditions(query))
-        count_statement = select(func.count()).select_from(tasks).where(where)
         newest_first = (tasks.c.created_at.desc(), tasks.c.id.desc())
         statement = select(tasks).where(where).order_by(*newest_first).offset(query.offset)
         if query.limit is not None:
             statement = statement.limit(query.limit)
         with read(self.engine) as connection:
-            count = int(connection.execute(count_statement).scalar_one())
+            if _counted_by_key(query):
+                count = counts.total(connection, query.scheduler_id, query.organisation, query.status)
+            else:
+                count_statement = select(func.count()).select_from(tasks).where(where)
+                count = int(connection.execute(count_statement).scalar_one())
             found = [to_task(row) for row in connection.execute(statement)] if query.limit != 0 else []
         return Page(count=count, tasks=found)
 
     def counts(self) -> list[tuple[str, str, TaskStatus, int]]:
         """(scheduler_id, organisation, status, number of tasks) for every combination that has tasks."""
-        statement = select(tasks.c.scheduler_id, tasks.c.organisation, tasks.c.status, func.count()).group_by(
-            tasks.c.scheduler_id, tasks.c.organisation, tasks.c.status
-        )
         with read(self.engine) as connection:
-            return [(s, o, TaskStatus(status), int(n)) for s, o, status, n in connection.execute(statement)]
+            return counts.counted(connection)
 
     def hourly_stats(
         self, since: datetime, scheduler_id: str | None = None, organisation: str | None = None
     ) -> dict[datetime, dict[str, int]]:
         """Per hour of `modified_at` since `since`, the number of tasks in each status, newest hour first."""
         with read(self.engine) as connection:
-            bucket = hour_bucket(tasks.c.modified_at, connection.dialect.name).label("hour")
-            conditions = [tasks.c.modified_at >= since]
-            if scheduler_id:
-                conditions.append(tasks.c.scheduler_id == scheduler_id)
-            if organisation:
-                conditions.append(tasks.c.organisation == organisation)
-            statement = (
-                select(bucket, tasks.c.status, func.count())
-                .where(*conditions)
-                .group_by(bucket, tasks.c.status)
-            )
-            rows = list(connection.execute(statement))
-        stats: dict[datetime, dict[str, int]] = {}
-        for hour, status, number in rows:
-            counts = stats.setdefault(_parse_hour(hour), {s.value: 0 for s in TaskStatus} | {"total": 0})
-            counts[status] += int(number)
-            counts["total"] += int(number)
-        return dict(sorted(stats.items(), reverse=True))
+            stats = counts.hourly(connection, since, scheduler_id, organisation)
+        return {counts.parse_hour(hour): stats[hour] for hour in sorted(stats, reverse=True)}
 
 
-def _parse_hour(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%d %H").replace(tzinfo=UTC)
+def _counted_by_key(query: TaskQuery) -> bool:
+    unkeyed = (query.type, query.input_ooi, query.min_created_at, query.max_created_at, query.filters)
+    return all(value is None for value in unkeyed)
 
 
 def _query_conditions(query: TaskQuery) -> list[ColumnElement[bool]]:

@@ -34,6 +34,23 @@ class TaskRow(SQLModel, table=True):
         Index("ix_tasks_status_modified", "status", "modified_at"),
         Index("ix_tasks_schedule_id", "schedule_id"),
         Index("ix_tasks_created_at", "created_at"),
+        # Re-ranking reads only the queued tasks whose rank is due to change, oldest due first.
+        Index(
+            "ix_tasks_rerank",
+            "scheduler_id",
+            "organisation",
+            "rerank_at",
+            sqlite_where=QUEUED_ONLY,
+            postgresql_where=QUEUED_ONLY,
+        ),
+        # The age of each scheduler's oldest queued task, for the dashboard, without reading the queue.
+        Index(
+            "ix_tasks_queued_age",
+            "scheduler_id",
+            "created_at",
+            sqlite_where=QUEUED_ONLY,
+            postgresql_where=QUEUED_ONLY,
+        ),
     )
 
     id: uuid.UUID = Field(sa_column=Column(Uuid, primary_key=True))
@@ -49,6 +66,10 @@ class TaskRow(SQLModel, table=True):
     data: dict[str, Any] = Field(sa_column=Column(JsonDocument, nullable=False))
     created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     modified_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    # An automatic rank's fact (when the same work last ran) and when that rank changes next. Both stay NULL
+    # for a priority given by hand (API, CLI), which re-ranking therefore never touches.
+    last_run_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    rerank_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
 
 
 class ScheduleRow(SQLModel, table=True):
@@ -157,3 +178,31 @@ class DecisionRow(SQLModel, table=True):
 
 
 decisions = _table(DecisionRow)
+
+
+class TaskCountRow(SQLModel, table=True):
+    """How many tasks each (scheduler, organisation, status) has, kept exact by database triggers (migration
+    0007) on every insert, status change and delete, so counts never read the queue."""
+
+    __tablename__ = "task_counts"
+
+    scheduler_id: str = Field(sa_column=Column(String, primary_key=True))
+    organisation: str = Field(sa_column=Column(String, primary_key=True))
+    status: str = Field(sa_column=Column(String(16), primary_key=True))
+    n: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class TaskHourCountRow(SQLModel, table=True):
+    """The same counts per hour of the tasks' `modified_at` ("YYYY-MM-DD HH", UTC): `/tasks/stats`."""
+
+    __tablename__ = "task_hour_counts"
+
+    hour: str = Field(sa_column=Column(String(13), primary_key=True))
+    scheduler_id: str = Field(sa_column=Column(String, primary_key=True))
+    organisation: str = Field(sa_column=Column(String, primary_key=True))
+    status: str = Field(sa_column=Column(String(16), primary_key=True))
+    n: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+task_counts = _table(TaskCountRow)
+task_hour_counts = _table(TaskHourCountRow)

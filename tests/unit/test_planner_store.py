@@ -2,7 +2,7 @@
 PostgreSQL, and the world the other planner tests share: the real store with in-memory KAT services."""
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,6 +29,7 @@ from katsched.core.models import (
     TaskStatus,
 )
 from katsched.core.ports import (
+    NewRank,
     ObjectGraph,
     PluginCatalog,
     PushResult,
@@ -352,35 +353,52 @@ def test_cancel_queued_for_object_cancels_only_that_organisations_queued_tasks(w
     assert {t.id for t in world.queued()} == {elsewhere.id, other_object.id}
 
 
-def test_queued_ranks_report_the_last_run_from_our_history(world: World) -> None:
+def ranked(reference: str, rerank_in: timedelta | None, world: World, org: str = ORG) -> TaskDraft:
+    now = world.clock.now()
+    rerank_at = now + rerank_in if rerank_in is not None else None
+    return replace(draft(reference, org), last_run_at=now - timedelta(days=1), rerank_at=rerank_at)
+
+
+def test_ranks_due_are_the_queued_tasks_whose_rerank_time_passed_longest_due_first(world: World) -> None:
     store = world.task_store
-    ran = store.push_many([draft("a")])[0].task
-    assert ran is not None
-    world.finish(ran)
-    cancelled = store.push_many([draft("b")])[0].task
-    assert cancelled is not None
-    world.queue.cancel(cancelled.id)
-    world.clock.advance(hours=2)
-    pushed = {
-        o.task.data["input_ooi"]: o.task
-        for o in store.push_many([draft("a"), draft("b"), draft("c", priority=1)])
-        if o.task
-    }
-    ranks = {r.task_id: r for r in store.queued_ranks("boefje", ORG)}
-    assert set(ranks) == {pushed["a"].id, pushed["b"].id}  # the manual task (priority 1) keeps its rank
-    assert ranks[pushed["a"].id].last_run_at == ran.created_at
-    assert ranks[pushed["b"].id].last_run_at is None  # a cancelled task never ran
-    assert store.queued_ranks("boefje", OTHER) == []
+    outcomes = store.push_many(
+        [
+            ranked("soon", timedelta(minutes=5), world),
+            ranked("sooner", timedelta(minutes=1), world),
+            ranked("later", timedelta(hours=1), world),
+            ranked("never", None, world),
+            ranked("elsewhere", timedelta(minutes=1), world, org=OTHER),
+            draft("manual"),
+        ]
+    )
+    soon, sooner, later, *_ = (o.task for o in outcomes)
+    assert soon is not None and sooner is not None and later is not None
+    world.clock.advance(minutes=10)
+    due = store.ranks_due("boefje", ORG, world.clock.now(), limit=10)
+    assert [r.task_id for r in due] == [sooner.id, soon.id]
+    assert due[0].last_run_at == world.clock.now() - timedelta(days=1, minutes=10)
+    assert due[0].priority == 10 and due[0].created_at == sooner.created_at
+    assert [r.task_id for r in store.ranks_due("boefje", ORG, world.clock.now(), limit=1)] == [sooner.id]
+    world.queue.pop("boefje", limit=10)  # a popped task is no longer re-ranked
+    assert store.ranks_due("boefje", ORG, world.clock.now(), limit=10) == []
 
 
-def test_set_priorities_changes_only_tasks_still_queued(world: World) -> None:
+def test_set_ranks_changes_only_tasks_still_queued(world: World) -> None:
     store = world.task_store
     a, b = (o.task for o in store.push_many([draft("a", priority=10), draft("b", priority=20)]))
     assert a is not None and b is not None
     world.queue.pop("boefje")  # takes a
-    assert store.set_priorities({a.id: 5, b.id: 7}) == 1
+    world.clock.advance(minutes=1)
+    at = world.clock.now() + timedelta(hours=1)
+    assert store.set_ranks({a.id: NewRank(5, at), b.id: NewRank(7, at)}) == 1
     assert world.queue.get(a.id).priority == 10 and world.queue.get(b.id).priority == 7
-    assert store.set_priorities({}) == 0
+    assert world.queue.get(b.id).modified_at == world.clock.now()
+    assert [r.task_id for r in store.ranks_due("boefje", ORG, at, limit=10)] == [b.id]
+    world.clock.advance(minutes=1)
+    store.set_ranks({b.id: NewRank(7, None)})  # the same priority: not a modification
+    assert world.queue.get(b.id).modified_at == world.clock.now() - timedelta(minutes=1)
+    assert store.ranks_due("boefje", ORG, at, limit=10) == []
+    assert store.set_ranks({}) == 0
 
 
 def test_raw_file_planned_matches_the_raw_file_not_just_the_hash(world: World) -> None:

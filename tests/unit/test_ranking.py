@@ -10,8 +10,10 @@ from katsched.core.ranking import (
     RankFacts,
     by_created_at,
     by_ended_at,
+    rank_changes_at,
     ranker_named,
     staleness,
+    staleness_changes_at,
 )
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -121,3 +123,26 @@ def test_an_epoch_ranker_never_gives_zero_or_a_manual_priority(moment: datetime)
 )
 def test_no_ranker_returns_less_than_two(name: str, facts: RankFacts) -> None:
     assert RANKERS[name](facts, NOW) >= 2
+
+
+@pytest.mark.parametrize("seconds", [0, 1, 607, 86_399, 86_400, 302_400, 604_000, 603_791, 604_799, -50])
+def test_staleness_changes_at_is_the_first_second_with_another_rank(seconds: int) -> None:
+    last_run_at = NOW - timedelta(seconds=seconds, microseconds=250_000)
+    facts = RankFacts(last_run_at=last_run_at)
+    rank, changes_at = staleness(facts, NOW), staleness_changes_at(facts, NOW)
+    if rank == MOST_STALE:
+        assert changes_at is None
+        return
+    assert changes_at is not None and changes_at > NOW - timedelta(seconds=1)
+    assert staleness(facts, changes_at) == rank - 1
+    assert staleness(facts, changes_at - timedelta(microseconds=1)) == rank
+    assert staleness(facts, max(NOW, changes_at - timedelta(seconds=1))) == rank
+
+
+def test_only_staleness_moves_with_time() -> None:
+    never, stale = RankFacts(), RankFacts(last_run_at=NOW - timedelta(days=8))
+    assert staleness_changes_at(never, NOW) is None and staleness_changes_at(stale, NOW) is None
+    recent = RankFacts(last_run_at=NOW - timedelta(hours=1), created_at=NOW)
+    assert rank_changes_at("staleness", recent, NOW) == staleness_changes_at(recent, NOW) is not None
+    assert rank_changes_at("created_at", recent, NOW) is None
+    assert rank_changes_at("ended_at", recent, NOW) is None

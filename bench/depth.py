@@ -1,0 +1,261 @@
+"""Depth benchmark: the daemon and the CLI with 1k, 100k and 1M tasks queued on SQLite.
+
+Each database is filled once by direct inserts through the store's own table definition (so its column types
+and triggers), then copied for every run. 10 organisations; one queued task in ten has a completed run of
+the same work in the history, 1-14 days old, and is ranked by staleness as the planner would; the others
+have never run. Per size, medians of 3:
+
+- the idle daemon's CPU (share of one core over a window that holds one run of every organisation job, with
+  the jobs every 30 s: twice the default rate) and its RSS after start;
+- `GET /tasks/stats` and `GET /tasks?limit=10` p50, then RSS after 100 list/stats/pop requests;
+- pop (limit=1) p99 over HTTP;
+- `katsched queue stats` and `katsched status --once` wall time, beside `python -c pass` measured alongside.
+
+    python bench/depth.py [--sizes 1000,100000,1000000] [--cache DIR]
+"""
+
+import argparse
+import os
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import insert
+
+from katsched.core.hashing import task_hash
+from katsched.core.models import Boefje, BoefjeTask
+from katsched.core.ranking import RankFacts, staleness
+from katsched.store import tables
+from katsched.store.engine import build_engine, write
+from katsched.store.migrate import upgrade
+
+ORGANISATIONS = [f"org{i}" for i in range(10)]
+JOB_INTERVAL = 30
+CHUNK = 20_000
+ROUNDS = 3
+
+
+def boefje_task(i: int, organisation: str) -> BoefjeTask:
+    boefje = Boefje(id="dns-records", name="DNS records", version="1", oci_image="ghcr.io/kat/dns:1")
+    return BoefjeTask(boefje=boefje, input_ooi=f"Hostname|internet|h{i}.example", organization=organisation)
+
+
+def rank_columns(last_run_at: datetime | None, now: datetime) -> dict[str, Any]:
+    """The re-ranking columns of the store under test, when it has them (the planner fills them in)."""
+    if "rerank_at" not in tables.tasks.c:
+        return {}
+    from katsched.core.ranking import rank_changes_at  # only in stores that keep re-ranking columns
+
+    facts = RankFacts(last_run_at=last_run_at)
+    return {"last_run_at": last_run_at, "rerank_at": rank_changes_at("staleness", facts, now)}
+
+
+def rows(count: int, now: datetime, seed: int = 15) -> Iterator[dict[str, Any]]:
+    randomness = random.Random(seed)
+    start = now - timedelta(days=14)
+    step = timedelta(days=14) / max(count, 1)
+    for i in range(count):
+        organisation = ORGANISATIONS[i % len(ORGANISATIONS)]
+        task = boefje_task(i, organisation)
+        data = task.model_dump(mode="json")
+        created_at = start + step * i
+        common = {"scheduler_id": "boefje", "organisation": organisation, "type": "boefje"}
+        common["hash"] = task_hash(task)
+        last_run_at = None
+        if i % 10 == 0:
+            last_run_at = now - timedelta(seconds=randomness.uniform(86_400, 14 * 86_400))
+            previous = uuid.uuid4()
+            yield {**common, "id": previous, "priority": 2, "status": "completed",
+                   "data": {**data, "id": str(previous)},
+                   "created_at": last_run_at, "modified_at": last_run_at}  # fmt: skip
+        task_id = uuid.uuid4()
+        priority = staleness(RankFacts(last_run_at=last_run_at), now)
+        yield {**common, "id": task_id, "priority": priority, "status": "queued",
+               "data": {**data, "id": str(task_id)}, "created_at": created_at, "modified_at": created_at,
+               **rank_columns(last_run_at, now)}  # fmt: skip
+
+
+def fill(path: Path, count: int) -> None:
+    engine = build_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    batch: list[dict[str, Any]] = []
+    for row in rows(count, datetime.now(UTC)):
+        batch.append(row)
+        if len(batch) >= CHUNK:
+            _insert(engine, batch)
+            batch = []
+    _insert(engine, batch)
+    engine.dispose()
+
+
+def _insert(engine: Any, batch: list[dict[str, Any]]) -> None:
+    if not batch:
+        return
+    for keys in {tuple(sorted(row)) for row in batch}:  # executemany needs one set of keys per call
+        with write(engine) as connection:
+            connection.execute(insert(tables.tasks), [row for row in batch if tuple(sorted(row)) == keys])
+
+
+def filled(cache: Path, count: int) -> Path:
+    revision = "rank" if "rerank_at" in tables.tasks.c else "base"
+    path = cache / f"depth-{revision}-{count}.db"
+    if not path.exists():
+        began = time.monotonic()
+        partial = path.with_suffix(".partial")
+        partial.unlink(missing_ok=True)
+        fill(partial, count)
+        partial.rename(path)
+        print(f"  filled {count:,} queued in {time.monotonic() - began:.0f} s", flush=True)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def write_config(directory: Path, database: Path, port: int) -> Path:
+    organisations = "".join(f'[[catalogue.organisations]]\nid = "{o}"\nname = "{o}"\n' for o in ORGANISATIONS)
+    config = directory / "config.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{database}"\n[api]\nport = {port}\n[logging]\nlevel = "WARNING"\n'
+        f"[recurring]\ninterval = {JOB_INTERVAL}\njitter = 0\n{organisations}"
+    )
+    return config
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def timed(call: Callable[[], Any]) -> float:
+    began = time.perf_counter()
+    call()
+    return time.perf_counter() - began
+
+
+def daemon_round(config: Path, port: int) -> dict[str, float]:
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "katsched", "daemon", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            _wait_up(client, daemon)
+            time.sleep(5)  # the jobs that run at start
+            figures = {"rss_start_mb": rss_mb(daemon.pid)}
+            before = cpu_seconds(daemon.pid)
+            time.sleep(JOB_INTERVAL + 1)
+            figures["idle_cpu_pct"] = 100 * (cpu_seconds(daemon.pid) - before) / (JOB_INTERVAL + 1)
+            figures |= _requests(client)
+            figures["rss_after_mb"] = rss_mb(daemon.pid)
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=60)
+    return figures
+
+
+def _wait_up(client: httpx.Client, daemon: subprocess.Popen[bytes]) -> None:
+    for _ in range(1200):  # bounded: 120 s
+        try:
+            if client.get("/health").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if daemon.poll() is not None:
+            raise SystemExit(f"bench/depth.py: the daemon exited with {daemon.returncode}")
+        time.sleep(0.1)
+    raise SystemExit("bench/depth.py: the daemon did not answer /health")
+
+
+def _requests(client: httpx.Client) -> dict[str, float]:
+    """34 stats, 33 list and 33 pop requests, then 200 pops for the pop p99."""
+    stats, listing, pops = [], [], []
+    for _ in range(33):
+        stats.append(timed(lambda: client.get("/tasks/stats").raise_for_status()))
+        listing.append(timed(lambda: client.get("/tasks", params={"limit": 10}).raise_for_status()))
+        pops.append(timed(lambda: client.post("/schedulers/boefje/pop?limit=1").raise_for_status()))
+    stats.append(timed(lambda: client.get("/tasks/stats").raise_for_status()))
+    for _ in range(200):
+        pops.append(timed(lambda: client.post("/schedulers/boefje/pop?limit=1").raise_for_status()))
+    return {
+        "stats_p50_ms": 1000 * statistics.median(stats),
+        "list_p50_ms": 1000 * statistics.median(listing),
+        "pop_p99_ms": 1000 * statistics.quantiles(pops, n=100)[98],
+    }
+
+
+def cli_round(config: Path) -> dict[str, float]:
+    def run(*args: str) -> float:
+        command = [sys.executable, *args]
+        return timed(lambda: subprocess.run(command, capture_output=True, check=True, timeout=300))
+
+    katsched = ("-m", "katsched")
+    return {
+        "python_pass_s": run("-c", "pass"),
+        "queue_stats_s": run(*katsched, "queue", "stats", "--config", str(config)),
+        "status_once_s": run(*katsched, "status", "--once", "--config", str(config)),
+    }
+
+
+def measure(source: Path) -> dict[str, float]:
+    results: dict[str, list[float]] = {}
+    for _ in range(ROUNDS):
+        with tempfile.TemporaryDirectory(prefix="katsched-depth-") as directory:
+            database = Path(directory) / "depth.db"
+            shutil.copyfile(source, database)
+            port = free_port()
+            config = write_config(Path(directory), database, port)
+            for name, value in (cli_round(config) | daemon_round(config, port)).items():
+                results.setdefault(name, []).append(value)
+    return {name: statistics.median(values) for name, values in results.items()}
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="1000,100000,1000000")
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "katsched-depth")
+    arguments = parser.parse_args()
+    arguments.cache.mkdir(parents=True, exist_ok=True)
+    print(f"bench/depth.py: medians of {ROUNDS}; {os.cpu_count()} CPUs; jobs every {JOB_INTERVAL} s")
+    pops: dict[int, float] = {}
+    for count in (int(size) for size in arguments.sizes.split(",")):
+        print(f"{count:,} queued (load average {load()})", flush=True)
+        figures = measure(filled(arguments.cache, count))
+        pops[count] = figures["pop_p99_ms"]
+        for name, value in figures.items():
+            print(f"  {name:<16} {value:10.2f}")
+        print(f"  load average after: {load()}", flush=True)
+    if len(pops) > 1:
+        smallest, largest = min(pops), max(pops)
+        print(f"pop p99 {largest:,} vs {smallest:,} queued: {pops[largest] / pops[smallest]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
