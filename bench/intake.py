@@ -4,7 +4,8 @@
 Katalogus, Octopoes and Bytes are the loopback fake server (`tests/contract/kat_fake_server.py`) in a process
 of its own, as the real services are, reached through the real HTTP clients with the Katalogus cache on (as
 configured by default) and warmed before the clock starts; `--bytes-latency MS` delays each Bytes lookup, as
-a real Bytes and its database would. `--services memory` uses the in-memory ports.
+a real Bytes and its database would, and `--kat-latency MS` (10 for issue 15's target) every request to each
+of the three services. `--services memory` uses the in-memory ports.
 Measured until the consumer has acknowledged every message, which it does only after the tasks are committed:
 
 - backlog: the mutations wait in the queue, then the consumer starts;
@@ -75,7 +76,7 @@ def plugin(boefje_id: str) -> Plugin:
     return Plugin(id=boefje_id, type="boefje", enabled=True, scan_level=1, consumes=["Hostname"], produces=[])
 
 
-def serve_kat(bytes_latency: float) -> None:
+def serve_kat(bytes_latency: float, kat_latency: float) -> None:
     """Child role: the loopback KAT services; prints their URLs, then request counts per line read."""
     from tests.contract.kat_fake_server import BYTES, KATALOGUS, OCTOPOES, KatFakeServer
 
@@ -86,6 +87,8 @@ def serve_kat(bytes_latency: float) -> None:
             server.add_plugin(organisation, plugin(boefje_id))
     if bytes_latency:  # every run lookup waits, as on a real Bytes and its database
         server.delay_next(10**9, bytes_latency, f"{BYTES}/bytes/")
+    if kat_latency:  # every request to every service waits, as over a network to busy services
+        server.delay_next(10**9, kat_latency)
     names = ("katalogus_url", "octopoes_url", "bytes_url", "username", "password")
     print(json.dumps({name: getattr(server, name) for name in names}), flush=True)
     prefixes = {"katalogus": KATALOGUS, "octopoes": OCTOPOES, "bytes": BYTES}
@@ -118,9 +121,10 @@ class Services:
     close: Callable[[], None]
 
 
-def loopback_services(bytes_latency_ms: float) -> Services:
+def loopback_services(bytes_latency_ms: float, kat_latency_ms: float) -> Services:
     child = subprocess.Popen(
-        [sys.executable, __file__, "--serve-kat", "--bytes-latency", str(bytes_latency_ms)],
+        [sys.executable, __file__, "--serve-kat", "--bytes-latency", str(bytes_latency_ms),
+         "--kat-latency", str(kat_latency_ms)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert child.stdin is not None and child.stdout is not None
@@ -296,20 +300,32 @@ def main() -> None:
     parser.add_argument(
         "--bytes-latency", type=float, default=0.0, metavar="MS", help="delay of each loopback Bytes lookup"
     )
+    parser.add_argument(
+        "--kat-latency",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="delay of every loopback KAT request (10)",
+    )
     parser.add_argument("--serve-kat", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--publish", nargs=2, metavar=("QUEUE", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_kat:
-        return serve_kat(args.bytes_latency / 1000)
+        return serve_kat(args.bytes_latency / 1000, args.kat_latency / 1000)
     if args.publish:
         return publish_file(*args.publish)
     count = 1000 if args.quick else 5000
     directory = Path(tempfile.mkdtemp(prefix="katsched-bench-intake-"))
     latency = f" (Bytes +{args.bytes_latency:g} ms)" if args.bytes_latency else ""
+    latency += f" (every KAT request +{args.kat_latency:g} ms)" if args.kat_latency else ""
     print(f"intake: {count:,} mutations x {len(BOEFJES)} boefjes, {len(ORGANISATIONS)} organisations, "
           f"{args.services} KAT services{latency}, workers={args.workers} prefetch={args.prefetch} "
           f"batch={args.batch}; target >= 1,000/s")  # fmt: skip
-    services = loopback_services(args.bytes_latency) if args.services == "loopback" else memory_services()
+    services = (
+        loopback_services(args.bytes_latency, args.kat_latency)
+        if args.services == "loopback"
+        else memory_services()
+    )
     try:
         modes = ("message", "batch")
         rates = {mode: reference(mode, count, args.batch, services, directory) for mode in modes}

@@ -159,6 +159,7 @@ def build_planners(
         run_timeout=timedelta(seconds=boefje.run_timeout),
         ranker=boefje.ranker,
         deadline_jitter=timedelta(seconds=boefje.deadline_jitter),
+        lookup_concurrency=boefje.lookup_concurrency,
         reschedule_batch_size=batch,
         configs_cache_ttl=timedelta(seconds=settings.katalogus.cache_ttl),
     )

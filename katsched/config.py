@@ -276,6 +276,9 @@ class SchedulerSettings(_Section):
 
 class BoefjeSchedulerSettings(SchedulerSettings):
     ranker: RankerName = _ranker("staleness")
+    lookup_concurrency: int = _number(
+        8, "Bytes and Octopoes look-ups a planning batch makes at once (each waits on the network).", ge=1
+    )
 
 
 class NormalizerSchedulerSettings(SchedulerSettings):

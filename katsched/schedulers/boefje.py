@@ -64,6 +64,7 @@ from katsched.schedulers.common import (
     ForgetDecisions,
     Planned,
     batched,
+    concurrently,
     deferring,
     push_and_record,
 )
@@ -97,6 +98,14 @@ class _Lookups:
             self._oois[key] = self._objects.get_object(organisation, reference, valid_time=now)
         return self._oois[key]
 
+    def prefetch_oois(self, keys: Sequence[tuple[str, str]], now: datetime, workers: int) -> None:
+        """Ask Octopoes for the objects not asked yet, `workers` at a time."""
+
+        def ask(key: tuple[str, str]) -> OOI | None:
+            return self._objects.get_object(key[0], key[1], valid_time=now)
+
+        self._oois.update(concurrently(ask, [key for key in keys if key not in self._oois], workers))
+
 
 class BoefjePlanner:
     def __init__(
@@ -121,6 +130,7 @@ class BoefjePlanner:
         self._raw_data = raw_data
         self._clock = clock
         self._settings = settings or BoefjePlannerSettings()
+        self._concurrency = self._settings.lookup_concurrency
         self._uniform = uniform
         self._decisions = decisions or ForgetDecisions()
         self._duplicates = DuplicateOrganisations(catalog, objects, clock, self._settings.configs_cache_ttl)
@@ -236,8 +246,15 @@ class BoefjePlanner:
         now = self._clock.now()
         candidates: list[Candidate] = []
         disabled: dict[uuid.UUID, str] = {}
+        parsed = {schedule.id: self._parsed(schedule, lookups) for schedule in due}
+        objects = [
+            (schedule.organisation, task.input_ooi)
+            for schedule in due
+            if not isinstance(gated := parsed[schedule.id], str) and (task := gated[0]).input_ooi
+        ]
+        lookups.prefetch_oois(objects, now, self._settings.lookup_concurrency)
         for schedule in due:
-            found = self._from_schedule(schedule, lookups, now)
+            found = self._from_schedule(schedule, parsed[schedule.id], lookups, now)
             if isinstance(found, Candidate):
                 candidates.append(found)
             else:
@@ -262,17 +279,30 @@ class BoefjePlanner:
         self._schedules.set_deadlines(deadlines)
         return still_due
 
-    def _from_schedule(self, schedule: Schedule, lookups: _Lookups, now: datetime) -> Candidate | str:
-        """The due schedule's candidate, or the reason to disable the schedule."""
+    def _parsed(self, schedule: Schedule, lookups: _Lookups) -> tuple[BoefjeTask, Plugin | None] | str:
+        """The due schedule's task and plugin, or the reason to disable it that needs no object."""
         try:
             task = BoefjeTask.model_validate(schedule.data)
         except ValidationError:
             return INVALID_DATA
-        organisation, reference = schedule.organisation, task.input_ooi
-        plugin = lookups.plugin(organisation, task.boefje.id)
+        plugin = lookups.plugin(schedule.organisation, task.boefje.id)
         by_plugin_alone = schedule_still_valid(plugin, None, expects_ooi=False)
         if by_plugin_alone.action is Action.DISABLE:  # then Octopoes need not be asked
             return by_plugin_alone.reason
+        return task, plugin
+
+    def _from_schedule(
+        self,
+        schedule: Schedule,
+        parsed: tuple[BoefjeTask, Plugin | None] | str,
+        lookups: _Lookups,
+        now: datetime,
+    ) -> Candidate | str:
+        """The due schedule's candidate, or the reason to disable the schedule."""
+        if isinstance(parsed, str):
+            return parsed
+        (task, plugin), organisation = parsed, schedule.organisation
+        reference = task.input_ooi
         ooi = lookups.ooi(organisation, reference, now) if reference else None
         validity = schedule_still_valid(plugin, ooi, expects_ooi=reference is not None)
         if validity.action is Action.DISABLE:
@@ -354,9 +384,12 @@ class BoefjePlanner:
         boefjes: dict[tuple[str, str | None], set[str]] = {}
         for item in candidates:
             boefjes.setdefault((item.organisation, item.task.input_ooi), set()).add(item.plugin.id)
+
+        def ask(key: tuple[str, str | None]) -> dict[str, BoefjeMeta]:
+            return self._raw_data.last_runs(key[1], key[0], boefjes[key])
+
         found: dict[BytesKey, BoefjeMeta] = {}
-        for (organisation, reference), boefje_ids in boefjes.items():
-            runs = self._raw_data.last_runs(reference, organisation, boefje_ids)
+        for (organisation, reference), runs in concurrently(ask, boefjes, self._concurrency).items():
             found.update(((organisation, reference, boefje_id), meta) for boefje_id, meta in runs.items())
         return found
 

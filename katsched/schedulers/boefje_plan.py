@@ -51,6 +51,7 @@ class BoefjePlannerSettings:
     deadline_jitter: timedelta = timedelta(0)
     reschedule_batch_size: int = 500
     configs_cache_ttl: timedelta = timedelta(seconds=30)  # Katalogus configs for cross-organisation dedup
+    lookup_concurrency: int = 8  # Bytes and Octopoes look-ups at once
 
     def __post_init__(self) -> None:
         ranker_named(self.ranker)

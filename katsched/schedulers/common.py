@@ -1,7 +1,8 @@
 """What the planners share: pushing a batch with one log line per task, and deferring on outages."""
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
@@ -14,6 +15,8 @@ from katsched.schedulers.summary import PlanSummary
 logger = logging.getLogger("katsched.schedulers")
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
 # The planners' own reasons, beside those of `katsched.core.rules.Reason` and `PushResult`.
 INVALID_DATA = "invalid_data"  # a schedule whose data no longer parses as its task type
@@ -39,6 +42,17 @@ class ForgetDecisions:
 
     def last(self, organisation: str, subject: str) -> dict[str, DecisionRecord]:
         return {}
+
+
+def concurrently(call: Callable[[K], V], keys: Iterable[K], workers: int) -> dict[K, V]:
+    """`call(key)` for each distinct key, up to `workers` at a time: service look-ups that each wait on the
+    network then overlap. Every call finishes before the first error, if any, is raised."""
+    unique = list(dict.fromkeys(keys))
+    if workers <= 1 or len(unique) <= 1:
+        return {key: call(key) for key in unique}
+    with ThreadPoolExecutor(min(workers, len(unique)), thread_name_prefix="katsched-lookup") as pool:
+        futures = {key: pool.submit(call, key) for key in unique}
+    return {key: future.result() for key, future in futures.items()}
 
 
 @contextmanager
