@@ -7,7 +7,13 @@ pops like a boefje worker's (`limit=1`, optionally with the worker's filter body
 
     uvx nox -s bench -- bench/api.py            (or: python bench/api.py [--quick])
 
-Reference, the original scheduler (mula on PostgreSQL) measured on this kind of machine (2 cores):
+Reference, measured in the same run: bench/bare_app.py, a bare ASGI app on the same uvicorn doing the same
+push and pop with raw sqlite3 on a database of katsched's schema; the rounds alternate between the two and
+the medians of 3 are printed with the ratios, and the server's CPU per operation read from /proc.
+Issue 15's targets: CPU per push and per pop <= 2x the reference's, sequential throughput >= 0.7x, p99 at 16
+clients <= 1.5x. (`pop_filtered`, a pop with the boefje worker's filter body, is in CALLS for ad-hoc runs.)
+
+The original scheduler (mula on PostgreSQL) measured on this kind of machine (2 cores):
 about 63 pushes/s and 107 pops/s sequentially (p99 24 ms / 14 ms), and p99 about 290 ms at 16 clients.
 Targets: >= 700 pushes/s and >= 1,000 pops/s sequentially with p99 < 10 ms; p99 < 60 ms at 16 clients.
 """
@@ -30,8 +36,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from katsched.store.engine import build_engine
+from katsched.store.migrate import upgrade
+
 QUICK = "--quick" in sys.argv
 SEQUENTIAL = 600 if QUICK else 3000
+ROUNDS = 3
 PER_CLIENT = 150 if QUICK else 600
 CLIENTS = (1, 4, 16)
 WORKER_FILTER = {
@@ -48,6 +58,17 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def wait_for(server: subprocess.Popen[bytes], url: str) -> None:
+    for _ in range(300):  # bounded wait for the server to answer /health (30 s at most)
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    server.kill()
+    raise SystemExit("bench/api.py: a server did not start")
+
+
 def start_server(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     config = directory / "config.toml"
@@ -57,14 +78,27 @@ def start_server(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
     command = [sys.executable, "-m", "katsched", "api", "--config", str(config), "--port", str(port)]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(300):  # bounded wait for the server to answer /health (30 s at most)
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return server, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    server.kill()
-    raise SystemExit("bench/api.py: katsched api did not start")
+    wait_for(server, url)
+    return server, url
+
+
+def start_reference(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """The bare ASGI app with raw sqlite3 (bench/bare_app.py) on a database of katsched's own schema."""
+    path = directory / "reference.db"
+    engine = build_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    engine.dispose()
+    port = free_port()
+    command = [sys.executable, str(Path(__file__).with_name("bare_app.py")), str(path), str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    wait_for(server, url)
+    return server, url
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Client:
@@ -173,24 +207,58 @@ def implementations() -> str:
     return "uvloop + httptools"
 
 
+Figures = dict[str, float]
+
+
+def suite(server: subprocess.Popen[bytes], url: str) -> Figures:
+    """One round against one server: throughput, p99 and the server's CPU per operation."""
+    run(url, "push", 1, 50)  # warm up: connections, statement caches, the pop's compiled statement
+    run(url, "pop", 1, 50)
+    figures: Figures = {}
+    for operation, times in (("push", SEQUENTIAL), ("pop", SEQUENTIAL // 2)):
+        before = cpu_seconds(server.pid)
+        rate, latencies = run(url, operation, 1, times)
+        figures[f"{operation} cpu ms/op"] = 1000 * (cpu_seconds(server.pid) - before) / times
+        figures[f"{operation} sequential /s"] = rate
+        figures[f"{operation} sequential p99 ms"] = 1000 * statistics.quantiles(latencies, n=100)[98]
+    for clients in CLIENTS:
+        for operation in ("push", "pop"):
+            rate, latencies = run(url, operation, clients, PER_CLIENT)
+            figures[f"{operation} {clients:>2} clients /s"] = rate
+            figures[f"{operation} {clients:>2} clients p99 ms"] = (
+                1000 * statistics.quantiles(latencies, n=100)[98]
+            )
+    return figures
+
+
+def medians(rounds: list[Figures]) -> Figures:
+    return {name: statistics.median(r[name] for r in rounds) for name in rounds[0]}
+
+
 def main() -> None:
     print(f"bench/api.py: katsched api on loopback, SQLite, {implementations()}, {os.cpu_count()} CPUs")
     print(f"load average before the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    with tempfile.TemporaryDirectory() as directory:
-        server, url = start_server(Path(directory))
-        try:
-            run(url, "push", 1, 50)  # warm up: connections, statement caches, the pop's compiled statement
-            run(url, "pop", 1, 50)
-            print(line("sequential push", *run(url, "push", 1, SEQUENTIAL)))
-            print(line("sequential pop (limit=1)", *run(url, "pop", 1, SEQUENTIAL // 2)))
-            print(line("sequential pop, worker filter", *run(url, "pop_filtered", 1, SEQUENTIAL // 2)))
-            for clients in CLIENTS:
-                print(line(f"{clients:>2} clients push", *run(url, "push", clients, PER_CLIENT)))
-                print(line(f"{clients:>2} clients pop", *run(url, "pop", clients, PER_CLIENT)))
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-    print("reference (mula, PostgreSQL): 63 pushes/s p99 24 ms, 107 pops/s p99 14 ms; 16 clients p99 ~290 ms")
+    ours: list[Figures] = []
+    bare: list[Figures] = []
+    for _ in range(ROUNDS):  # alternating, so both see the same machine
+        for start, results in ((start_server, ours), (start_reference, bare)):
+            with tempfile.TemporaryDirectory() as directory:
+                server, url = start(Path(directory))
+                try:
+                    results.append(suite(server, url))
+                finally:
+                    server.terminate()
+                    server.wait(timeout=30)
+    katsched, reference = medians(ours), medians(bare)
+    print(
+        f"medians of {ROUNDS}; reference: a bare ASGI app with raw sqlite3 on the same uvicorn (bare_app.py)"
+    )
+    print(f"{'':<28}{'katsched':>12}{'reference':>12}{'ratio':>8}")
+    for name, ours_value in katsched.items():
+        ratio = ours_value / reference[name]
+        print(f"{name:<28}{ours_value:>12.2f}{reference[name]:>12.2f}{ratio:>8.2f}")
+    print(f"load average after the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print("targets: cpu/op <= 2x, sequential /s >= 0.7x, 16 clients p99 <= 1.5x the reference")
 
 
 if __name__ == "__main__":
