@@ -148,17 +148,23 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+FAILED: list[str] = []
+
+
 def timed(call: Callable[[], Any]) -> float:
+    """The call's duration; a call that fails is counted (and printed at the end), not fatal."""
     began = time.perf_counter()
-    call()
+    try:
+        call()
+    except (httpx.HTTPError, subprocess.CalledProcessError) as exc:
+        FAILED.append(f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
     return time.perf_counter() - began
 
 
 def daemon_round(config: Path, port: int) -> dict[str, float]:
+    log = (config.parent / "daemon.log").open("w")  # kept with the run's files, for a failed request
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "katsched", "daemon", "--config", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", "katsched", "daemon", "--config", str(config)], stdout=log, stderr=log
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -222,14 +228,17 @@ def cli_round(config: Path) -> dict[str, float]:
 
 def measure(source: Path) -> dict[str, float]:
     results: dict[str, list[float]] = {}
-    for _ in range(ROUNDS):
+    for number in range(ROUNDS):
         with tempfile.TemporaryDirectory(prefix="katsched-depth-") as directory:
             database = Path(directory) / "depth.db"
             shutil.copyfile(source, database)
             port = free_port()
             config = write_config(Path(directory), database, port)
+            failed = len(FAILED)
             for name, value in (cli_round(config) | daemon_round(config, port)).items():
                 results.setdefault(name, []).append(value)
+            if len(FAILED) > failed:  # keep the daemon's log beside the filled database
+                shutil.copyfile(config.parent / "daemon.log", source.with_suffix(f".round{number}.log"))
     return {name: statistics.median(values) for name, values in results.items()}
 
 
@@ -252,6 +261,8 @@ def main() -> None:
         for name, value in figures.items():
             print(f"  {name:<16} {value:10.2f}")
         print(f"  load average after: {load()}", flush=True)
+    if FAILED:
+        print(f"{len(FAILED)} requests or commands failed; first: {FAILED[0]}")
     if len(pops) > 1:
         smallest, largest = min(pops), max(pops)
         print(f"pop p99 {largest:,} vs {smallest:,} queued: {pops[largest] / pops[smallest]:.2f}x")
