@@ -130,7 +130,6 @@ class BoefjePlanner:
         self._raw_data = raw_data
         self._clock = clock
         self._settings = settings or BoefjePlannerSettings()
-        self._concurrency = self._settings.lookup_concurrency
         self._uniform = uniform
         self._decisions = decisions or ForgetDecisions()
         self._duplicates = DuplicateOrganisations(catalog, objects, clock, self._settings.configs_cache_ttl)
@@ -389,7 +388,9 @@ class BoefjePlanner:
             return self._raw_data.last_runs(key[1], key[0], boefjes[key])
 
         found: dict[BytesKey, BoefjeMeta] = {}
-        for (organisation, reference), runs in concurrently(ask, boefjes, self._concurrency).items():
+        for (organisation, reference), runs in concurrently(
+            ask, boefjes, self._settings.lookup_concurrency
+        ).items():
             found.update(((organisation, reference, boefje_id), meta) for boefje_id, meta in runs.items())
         return found
 
