@@ -179,7 +179,12 @@ def daemon_round(config: Path, port: int) -> dict[str, float]:
             figures["rss_after_mb"] = rss_mb(daemon.pid)
     finally:
         daemon.terminate()
-        daemon.wait(timeout=60)
+        try:
+            daemon.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            FAILED.append("the daemon did not stop within 60 s of SIGTERM")
+            daemon.kill()
+            daemon.wait()
     return figures
 
 
@@ -235,7 +240,9 @@ def measure(source: Path) -> dict[str, float]:
             port = free_port()
             config = write_config(Path(directory), database, port)
             failed = len(FAILED)
-            for name, value in (cli_round(config) | daemon_round(config, port)).items():
+            figures = cli_round(config) | daemon_round(config, port)
+            print("  round " + " ".join(f"{name}={value:.2f}" for name, value in figures.items()), flush=True)
+            for name, value in figures.items():
                 results.setdefault(name, []).append(value)
             if len(FAILED) > failed:  # keep the daemon's log beside the filled database
                 shutil.copyfile(config.parent / "daemon.log", source.with_suffix(f".round{number}.log"))
