@@ -16,7 +16,7 @@ from katsched.core.ranking import RankFacts, staleness
 from katsched.schedulers import boefje as boefje_planner
 from katsched.schedulers.boefje import BoefjePlanner
 from katsched.store.queue import NewTask
-from tests.unit.test_planner_store import ORG, World, boefje, boefje_data, hostname, mutation, world
+from tests.unit.test_planner_store import ORG, S, World, boefje, boefje_data, hostname, mutation, world
 
 __all__ = ["world"]
 
@@ -25,8 +25,8 @@ def ran_a_day_ago(world: World, *names: str) -> list[str]:
     """Plan and complete each object's boefje task, then let a day pass: their next tasks rank 857."""
     oois = [world.add_object(hostname(name)) for name in names]
     world.boefjes().plan_for_mutations([mutation(ooi) for ooi in oois])
-    for task in world.queued():
-        world.finish(task)
+    for task in world.queue.pop("boefje", limit=len(oois)):
+        world.queue.set_status(task.id, S.COMPLETED)
     world.clock.advance(days=1)
     return [ooi.primary_key for ooi in oois]
 
