@@ -173,7 +173,7 @@ def _insert_rows(connection: Connection, rows: list[dict[str, Any]]) -> None:
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     with cursor.copy(f"COPY tasks ({', '.join(columns)}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row([Jsonb(row[name]) if name == "data" else row[name] for name in columns])
+            copy.write_row([Jsonb(row["data"]) if name == "data" else row.get(name) for name in columns])
 
 
 def _insert_new(connection: Connection, table: Any) -> Insert:
