@@ -264,6 +264,15 @@ class SchedulerSettings(_Section):
     run_timeout: int = _number(
         1800, "Seconds a task may stay running before it is swept.", unit="seconds", ge=1
     )
+    on_dispatch_expiry: Literal["requeue", "fail"] = Field(
+        "requeue",
+        description="What the sweep does with a popped task its runner never started (the pop answer was "
+        "lost): requeue it (until max_attempts dispatches were lost), or fail it at once, for runners that "
+        "hold popped tasks longer than dispatch_timeout.",
+    )
+    max_attempts: int = _number(
+        3, "Dispatches a task may lose before the sweep fails it instead of queueing it again.", ge=1
+    )
     maxsize: int = _number(0, "Most tasks queued at once per organisation; 0 is unbounded.")
     allow_replace: bool = Field(False, description="A push may replace a queued task with the same identity.")
     allow_updates: bool = Field(False, description="A push may update the data of a queued task.")

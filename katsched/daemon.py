@@ -262,7 +262,10 @@ class Daemon:
         for name in SCHEDULER_NAMES:
             scheduler = self.settings.scheduler(name)
             timeouts[name] = LeaseTimeouts(
-                timedelta(seconds=scheduler.dispatch_timeout), timedelta(seconds=scheduler.run_timeout)
+                timedelta(seconds=scheduler.dispatch_timeout),
+                timedelta(seconds=scheduler.run_timeout),
+                scheduler.on_dispatch_expiry,
+                scheduler.max_attempts,
             )
         assert self.engine is not None
         summary = sweep_stalled(self.engine, self.clock, timeouts)
@@ -371,8 +374,8 @@ class Daemon:
 
 
 def _only_lease_changes(old: Settings, new: Settings) -> bool:
-    """Only the lease timeouts differ (the sweep reads them on every run; the planners keep theirs)."""
-    ignore = {"dispatch_timeout", "run_timeout"}
+    """Only the lease settings differ (the sweep reads them on every run; the planners keep theirs)."""
+    ignore = {"dispatch_timeout", "run_timeout", "on_dispatch_expiry", "max_attempts"}
     for name in SCHEDULER_NAMES:
         if old.scheduler(name).model_dump(exclude=ignore) != new.scheduler(name).model_dump(exclude=ignore):
             return False

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from katsched import __version__
+from katsched.api.body import JsonBodyRoute
 from katsched.api.context import ApiContext, HealthCheck
 from katsched.api.errors import install_error_handlers
 from katsched.api.filter_schema import filter_components
@@ -68,6 +69,7 @@ def create_app(
     app = KatschedApi(title="katsched", version=version, description=DESCRIPTION)
     app.requires_token = bool(token)
     install_error_handlers(app)
+    app.router.route_class = JsonBodyRoute  # every body is JSON, whatever its Content-Type
     every = (
         ServiceRoutes(ctx),
         SchedulerRoutes(ctx),

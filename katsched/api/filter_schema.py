@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+from katsched.core.filter_terms import check_terms
 from katsched.core.filters import OPERATOR_NAMES, Entity, FilterExpr, parse_filter_request
 from katsched.errors import FilterError
 
@@ -63,7 +64,7 @@ def parse_body(document: dict[str, Any] | None, entity: Entity) -> FilterExpr | 
     if document is None:
         return None
     _refuse_huge_integers(document, "document")
-    return parse_filter_request(document, entity)
+    return check_terms(parse_filter_request(document, entity))
 
 
 _INT64 = range(-(2**63), 2**63)

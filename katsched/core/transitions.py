@@ -22,16 +22,17 @@ ACTIVE = frozenset({S.PENDING, S.QUEUED, S.DISPATCHED, S.RUNNING})
 
 
 def allowed_moves(current: TaskStatus) -> frozenset[TaskStatus]:
-    """The statuses `current` may move to; re-setting the current status (a heartbeat) is always allowed."""
-    if current in TERMINAL:
-        return frozenset()
+    """The statuses `current` may move to. Re-setting the current status is always allowed: a heartbeat, or
+    a runner repeating its last report after losing the answer (a finished task then stays as it is)."""
     return ALLOWED[current] | {current}
 
 
 def check_transition(current: TaskStatus, new: TaskStatus) -> None:
     moves = allowed_moves(current)
     if new not in moves:
-        allowed = ", ".join(sorted(moves)) or "none, the task is finished"
+        allowed = ", ".join(sorted(moves))
+        if current in TERMINAL:
+            allowed = f"none, the task is finished (repeating {current} is accepted)"
         raise InvalidTransition(f"cannot change status from {current} to {new}; allowed: {allowed}")
 
 

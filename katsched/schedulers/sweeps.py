@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Literal
 
 from sqlalchemy import Engine
 
@@ -21,6 +22,7 @@ from katsched.store.maintenance import (
     prune_finished_tasks,
     prune_history,
     prune_hour_counts,
+    requeue_lost_dispatches,
     sweep_expired_leases,
 )
 
@@ -30,10 +32,19 @@ MAX_BATCHES_PER_RUN = 100
 HOURLY_COUNTS_KEPT = timedelta(days=2)  # /tasks/stats looks back 24 hours
 
 
+DispatchExpiry = Literal["requeue", "fail"]
+
+
 @dataclass(frozen=True)
 class LeaseTimeouts:
+    """A scheduler's leases, and what becomes of a dispatched task whose runner never started it: queued
+    again (at least once delivery, for a pop answer lost with a connection or a daemon) until `max_attempts`
+    dispatches were lost, or failed at once (for runners that hold popped tasks longer than the lease)."""
+
     dispatch_timeout: timedelta
     run_timeout: timedelta
+    on_dispatch_expiry: DispatchExpiry = "requeue"
+    max_attempts: int = 3
 
 
 @dataclass(frozen=True)
@@ -46,15 +57,17 @@ class RetentionPolicy:
 
 @dataclass
 class SweepSummary:
-    swept: dict[str, list[uuid.UUID]] = field(default_factory=dict)
+    swept: dict[str, list[uuid.UUID]] = field(default_factory=dict)  # failed
+    requeued: dict[str, list[uuid.UUID]] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
-        return sum(len(ids) for ids in self.swept.values())
+        return sum(len(ids) for ids in (*self.swept.values(), *self.requeued.values()))
 
     def log_line(self) -> str:
         counts = ",".join(f"{name}:{len(ids)}" for name, ids in sorted(self.swept.items()) if ids) or "-"
-        return f"lease_sweep swept={self.total} per_scheduler={counts}"
+        requeued = sum(len(ids) for ids in self.requeued.values())
+        return f"lease_sweep swept={self.total} requeued={requeued} per_scheduler={counts}"
 
 
 @dataclass
@@ -74,12 +87,26 @@ class PruneSummary:
 
 
 def sweep_stalled(engine: Engine, clock: Clock, timeouts: Mapping[str, LeaseTimeouts]) -> SweepSummary:
-    """Fail every DISPATCHED or RUNNING task whose lease ran out, in each scheduler; one log line per task."""
+    """In each scheduler, queue again or fail each DISPATCHED task whose lease ran out (as its policy says),
+    and fail each RUNNING one whose runner went silent; one log line per task."""
     now = clock.now()
     summary = SweepSummary()
     for scheduler_id, lease in timeouts.items():
-        swept = sweep_expired_leases(engine, scheduler_id, now, lease.dispatch_timeout, lease.run_timeout)
-        summary.swept[scheduler_id] = swept
+        requeued: list[uuid.UUID] = []
+        dispatch_reason = LEASE_EXPIRED
+        if lease.on_dispatch_expiry == "requeue":
+            requeued = requeue_lost_dispatches(
+                engine, scheduler_id, now, lease.dispatch_timeout, lease.max_attempts
+            )
+            dispatch_reason = f"dispatch_lease_expired attempts={lease.max_attempts}"
+        swept = sweep_expired_leases(
+            engine, scheduler_id, now, lease.dispatch_timeout, lease.run_timeout, dispatch_reason
+        )
+        summary.requeued[scheduler_id], summary.swept[scheduler_id] = requeued, swept
+        for task_id in requeued:
+            log.warning(
+                "task_requeued task_id=%s scheduler=%s reason=dispatch_lease_expired", task_id, scheduler_id
+            )
         for task_id in swept:
             log.warning("task_swept task_id=%s scheduler=%s reason=%s", task_id, scheduler_id, LEASE_EXPIRED)
     return summary

@@ -3,7 +3,7 @@
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, and_, delete, literal_column, or_, select, update
+from sqlalchemy import ColumnElement, Engine, delete, literal_column, select, update
 
 from katsched.core.models import TaskStatus
 from katsched.core.transitions import TERMINAL
@@ -13,26 +13,73 @@ from katsched.store.history import add_reason
 from katsched.store.tables import task_events, task_hour_counts, tasks
 
 LEASE_EXPIRED = "lease_expired"
+DISPATCHED: ColumnElement[str] = literal_column("'dispatched'")
+RUNNING: ColumnElement[str] = literal_column("'running'")
+QUEUED: ColumnElement[str] = literal_column("'queued'")
 
 
 def sweep_expired_leases(
-    engine: Engine, scheduler_id: str, now: datetime, dispatch_timeout: timedelta, run_timeout: timedelta
+    engine: Engine,
+    scheduler_id: str,
+    now: datetime,
+    dispatch_timeout: timedelta,
+    run_timeout: timedelta,
+    dispatch_reason: str = LEASE_EXPIRED,
 ) -> list[uuid.UUID]:
     """Fail DISPATCHED tasks not started in `dispatch_timeout` and RUNNING ones silent for `run_timeout`."""
-    expired = or_(
-        and_(tasks.c.status == literal_column("'dispatched'"), tasks.c.modified_at < now - dispatch_timeout),
-        and_(tasks.c.status == literal_column("'running'"), tasks.c.modified_at < now - run_timeout),
+    expiries = (
+        (DISPATCHED, dispatch_timeout, TaskStatus.FAILED, dispatch_reason),
+        (RUNNING, run_timeout, TaskStatus.FAILED, LEASE_EXPIRED),
+    )
+    swept: list[uuid.UUID] = []
+    with write(engine) as connection:
+        for status, timeout, new_status, reason in expiries:
+            statement = (
+                update(tasks)
+                .where(tasks.c.scheduler_id == scheduler_id, tasks.c.status == status)
+                .where(tasks.c.modified_at < now - timeout)
+                .values(status=new_status.value, modified_at=now)
+                .returning(tasks.c.id)
+            )
+            ids = list(connection.execute(statement).scalars())
+            add_reason(connection, ids, new_status, now, reason)
+            swept += ids
+    return swept
+
+
+def requeue_lost_dispatches(
+    engine: Engine, scheduler_id: str, now: datetime, dispatch_timeout: timedelta, max_attempts: int
+) -> list[uuid.UUID]:
+    """Queue again each DISPATCHED task whose runner never said RUNNING within `dispatch_timeout` (its pop
+    answer was lost with a connection or a daemon), counting the lost attempt, while fewer than
+    `max_attempts` were lost and no task of the same identity is queued meanwhile. Each move is recorded
+    with its attempt number; `sweep_expired_leases` fails those left behind."""
+    twin = tasks.alias("twin")
+    queued_twin = (
+        select(twin.c.id)
+        .where(
+            twin.c.scheduler_id == tasks.c.scheduler_id, twin.c.hash == tasks.c.hash, twin.c.status == QUEUED
+        )
+        .exists()
     )
     statement = (
         update(tasks)
-        .where(tasks.c.scheduler_id == scheduler_id, expired)
-        .values(status=TaskStatus.FAILED.value, modified_at=now)
-        .returning(tasks.c.id)
+        .where(tasks.c.scheduler_id == scheduler_id, tasks.c.status == DISPATCHED)
+        .where(tasks.c.modified_at < now - dispatch_timeout)
+        .where(tasks.c.dispatch_expiries + 1 < max_attempts, ~queued_twin)
+        .values(
+            status=TaskStatus.QUEUED.value, modified_at=now, dispatch_expiries=tasks.c.dispatch_expiries + 1
+        )
+        .returning(tasks.c.id, tasks.c.dispatch_expiries)
     )
     with write(engine) as connection:
-        swept = list(connection.execute(statement).scalars())
-        add_reason(connection, swept, TaskStatus.FAILED, now, LEASE_EXPIRED)
-    return swept
+        by_attempt: dict[int, list[uuid.UUID]] = {}
+        for task_id, attempts in connection.execute(statement):
+            by_attempt.setdefault(int(attempts), []).append(task_id)
+        for attempts, ids in by_attempt.items():
+            reason = f"dispatch_lease_expired requeued attempt={attempts} max_attempts={max_attempts}"
+            add_reason(connection, ids, TaskStatus.QUEUED, now, reason)
+    return [task_id for ids in by_attempt.values() for task_id in ids]
 
 
 def prune_finished_tasks(engine: Engine, older_than: datetime, batch_size: int) -> int:

@@ -6,8 +6,9 @@ claim the same task: on SQLite the write lock is taken at BEGIN IMMEDIATE, on Po
 skips rows another transaction has locked.
 """
 
+import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -43,6 +44,8 @@ from katsched.store.engine import read, write
 from katsched.store.filters import compile_filter
 from katsched.store.history import add_reason
 from katsched.store.tables import task_events, tasks
+
+logger = logging.getLogger("katsched.store")
 
 # A literal, not a bound parameter: SQLite uses a partial index only when the WHERE visibly implies it.
 IS_QUEUED = tasks.c.status == literal_column("'queued'")
@@ -99,6 +102,25 @@ def scheduler_kind(scheduler_id: str) -> SchedulerKind:
 
 def to_task(row: Row[Any]) -> Task:
     return Task.model_validate(row._mapping)
+
+
+def render_task(task: Task) -> bytes:
+    return task.model_dump_json().encode()
+
+
+def _rendered(
+    rows: Iterable[Row[Any]], render: Callable[[Task], bytes]
+) -> tuple[list[tuple[Task, bytes]], dict[uuid.UUID, str]]:
+    """Each claimed row as (task, its rendering); the ids of those that cannot be rendered, with why."""
+    rendered: list[tuple[Task, bytes]] = []
+    unrenderable: dict[uuid.UUID, str] = {}
+    for row in rows:
+        try:
+            task = to_task(row)
+            rendered.append((task, render(task)))
+        except (ValueError, RecursionError) as exc:
+            unrenderable[row.id] = f"cannot be rendered as JSON: {str(exc).splitlines()[0]}"
+    return rendered, unrenderable
 
 
 def _on(alias: FromClause, clause: ColumnElement[bool]) -> ColumnElement[bool]:
@@ -244,6 +266,18 @@ class TaskQueue:
 
     def pop(self, scheduler_id: str, limit: int = 1, filters: FilterExpr | None = None) -> list[Task]:
         """Claim up to `limit` of the best matching QUEUED tasks and return them as DISPATCHED."""
+        return [task for task, _ in self.pop_rendered(scheduler_id, limit, filters)]
+
+    def pop_rendered(
+        self,
+        scheduler_id: str,
+        limit: int = 1,
+        filters: FilterExpr | None = None,
+        render: Callable[[Task], bytes] = render_task,
+    ) -> list[tuple[Task, bytes]]:
+        """`pop`, each task with its rendering, made before the claim commits: a claim is never committed for
+        a task that cannot be handed out. Such a task (data stored before the API refused it) is failed, with
+        the reason, in the same transaction, rather than left to break every pop that reaches it."""
         scheduler_kind(scheduler_id)
         if limit < 1:
             return []
@@ -251,8 +285,17 @@ class TaskQueue:
         with write(self.engine) as connection:
             statement = _claim(scheduler_id, filters, connection.dialect.name)
             rows = connection.execute(statement, {"claim_limit": limit, "claimed_at": now})
-            popped = [to_task(row) for row in rows]
-        return sorted(popped, key=lambda task: (task.priority or 0, task.created_at))
+            popped, unrenderable = _rendered(rows, render)
+            for task_id, reason in unrenderable.items():
+                self._fail_claimed(connection, task_id, now, reason)
+        return sorted(popped, key=lambda pair: (pair[0].priority or 0, pair[0].created_at))
+
+    def _fail_claimed(self, connection: Connection, task_id: uuid.UUID, now: datetime, reason: str) -> None:
+        connection.execute(
+            update(tasks).where(tasks.c.id == task_id).values(status=TaskStatus.FAILED.value, modified_at=now)
+        )
+        add_reason(connection, [task_id], TaskStatus.FAILED, now, reason)
+        logger.error("task_unrenderable task_id=%s reason=%s", task_id, reason)
 
     def peek(self, scheduler_id: str, limit: int = 1, offset: int = 0) -> list[Task]:
         scheduler_kind(scheduler_id)

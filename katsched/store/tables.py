@@ -8,7 +8,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, String, Table, Uuid, text
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, Table, Uuid, text
 from sqlmodel import Field, SQLModel
 
 from katsched.store.types import JsonDocument, UTCDateTime
@@ -70,6 +70,11 @@ class TaskRow(SQLModel, table=True):
     # for a priority given by hand (API, CLI), which re-ranking therefore never touches.
     last_run_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
     rerank_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+    # Times the task was handed out and its runner never started it (the pop answer was lost): the sweep
+    # queues it again until `max_attempts` are lost. Not part of the wire's Task.
+    dispatch_expiries: int = Field(
+        default=0, sa_column=Column(Integer, nullable=False, server_default=text("0"))
+    )
 
 
 class ScheduleRow(SQLModel, table=True):

@@ -17,10 +17,12 @@ from katsched.store.tables import daemon_state, task_events
 from katsched.testing import FakeClock
 
 S = TaskStatus
-LEASES = {
-    "boefje": LeaseTimeouts(dispatch_timeout=timedelta(minutes=10), run_timeout=timedelta(minutes=30)),
-    "normalizer": LeaseTimeouts(dispatch_timeout=timedelta(minutes=10), run_timeout=timedelta(minutes=30)),
+TEN_MINUTES, HALF_AN_HOUR = timedelta(minutes=10), timedelta(minutes=30)
+LEASES = {  # runners that buffer popped tasks: a dispatch lease that runs out fails the task
+    "boefje": LeaseTimeouts(TEN_MINUTES, HALF_AN_HOUR, on_dispatch_expiry="fail"),
+    "normalizer": LeaseTimeouts(TEN_MINUTES, HALF_AN_HOUR, on_dispatch_expiry="fail"),
 }
+REQUEUE = {"boefje": LeaseTimeouts(TEN_MINUTES, HALF_AN_HOUR)}  # the default: requeue, 3 attempts
 
 
 def boefje(ooi: str, org: str = "org1") -> dict[str, Any]:
@@ -54,11 +56,56 @@ def test_dispatched_and_silent_running_tasks_are_swept_to_failed(
     clock.advance(minutes=20)  # `started` has been silent for 31 minutes, `heartbeating` for 20
     summary = sweep_stalled(engine, clock, LEASES)
     assert summary.swept == {"boefje": [started.id], "normalizer": []}
-    assert summary.log_line() == "lease_sweep swept=1 per_scheduler=boefje:1"
+    assert summary.log_line() == "lease_sweep swept=1 requeued=0 per_scheduler=boefje:1"
     assert queue.get(never_started.id).status is S.FAILED
     assert queue.get(started.id).status is S.FAILED
     assert queue.get(heartbeating.id).status is S.RUNNING
     assert queue.history(started.id)[-1][0] is S.FAILED
+    assert queue.history(started.id)[-1][2] == "lease_expired"
+
+
+def test_a_lost_dispatch_is_queued_again_until_max_attempts_then_failed(
+    queue: TaskQueue, engine: Engine, clock: FakeClock
+) -> None:
+    task = push(queue, "a")
+    for attempt in (1, 2):
+        assert [popped.id for popped in queue.pop("boefje")] == [task.id]
+        clock.advance(minutes=11)
+        summary = sweep_stalled(engine, clock, REQUEUE)
+        assert (summary.requeued["boefje"], summary.swept["boefje"]) == ([task.id], [])
+        assert queue.get(task.id).status is S.QUEUED
+        assert queue.history(task.id)[-1][2] == (
+            f"dispatch_lease_expired requeued attempt={attempt} max_attempts=3"
+        )
+    queue.pop("boefje")
+    clock.advance(minutes=11)
+    summary = sweep_stalled(engine, clock, REQUEUE)
+    assert (summary.requeued["boefje"], summary.swept["boefje"]) == ([], [task.id])
+    assert queue.get(task.id).status is S.FAILED
+    statuses = [(status, reason) for status, _, reason in queue.history(task.id)]
+    assert statuses == [
+        (S.QUEUED, None),
+        (S.DISPATCHED, None),
+        (S.QUEUED, "dispatch_lease_expired requeued attempt=1 max_attempts=3"),
+        (S.DISPATCHED, None),
+        (S.QUEUED, "dispatch_lease_expired requeued attempt=2 max_attempts=3"),
+        (S.DISPATCHED, None),
+        (S.FAILED, "dispatch_lease_expired attempts=3"),
+    ]
+
+
+def test_requeue_leaves_running_leases_and_queued_twins_to_failing(
+    queue: TaskQueue, engine: Engine, clock: FakeClock
+) -> None:
+    lost, started = push(queue, "a"), push(queue, "b")
+    queue.pop("boefje", limit=2)
+    queue.set_status(started.id, S.RUNNING)
+    twin = push(queue, "a")  # the same work, pushed again while the first was out
+    clock.advance(minutes=31)
+    summary = sweep_stalled(engine, clock, REQUEUE)
+    assert summary.requeued["boefje"] == []
+    assert sorted(summary.swept["boefje"]) == sorted([lost.id, started.id])
+    assert queue.get(twin.id).status is S.QUEUED
     assert queue.history(started.id)[-1][2] == "lease_expired"
 
 
