@@ -28,6 +28,7 @@ from katsched.recurring import GlobalJob, JobResult, OrganisationJob
 from katsched.schedulers.boefje import BoefjePlanner
 from katsched.schedulers.boefje_plan import BoefjePlannerSettings
 from katsched.schedulers.explain import Explainer
+from katsched.schedulers.manual import ManualPushes
 from katsched.schedulers.normalizer import NormalizerPlanner, NormalizerPlannerSettings
 from katsched.schedulers.report import ReportPlanner, ReportPlannerSettings
 from katsched.schedulers.summary import PlanSummary
@@ -146,23 +147,28 @@ class Planners:
     explainer: Explainer
 
 
-def build_planners(
-    settings: Settings, queue: TaskQueue, engine: Engine, clock: Clock, services: Services
-) -> Planners:
-    tasks, schedules = SqlTaskStore(queue), SqlScheduleStore(engine, clock)
-    decisions = SqlDecisionLog(engine)
-    boefje, report = settings.schedulers.boefje, settings.schedulers.report
-    batch = settings.recurring.reschedule_batch_size
-    boefje_settings = BoefjePlannerSettings(
+def boefje_planner_settings(settings: Settings) -> BoefjePlannerSettings:
+    boefje = settings.schedulers.boefje
+    return BoefjePlannerSettings(
         grace_period=timedelta(seconds=boefje.grace_period),
         dispatch_timeout=timedelta(seconds=boefje.dispatch_timeout),
         run_timeout=timedelta(seconds=boefje.run_timeout),
         ranker=boefje.ranker,
         deadline_jitter=timedelta(seconds=boefje.deadline_jitter),
         lookup_concurrency=boefje.lookup_concurrency,
-        reschedule_batch_size=batch,
+        reschedule_batch_size=settings.recurring.reschedule_batch_size,
         configs_cache_ttl=timedelta(seconds=settings.katalogus.cache_ttl),
     )
+
+
+def build_planners(
+    settings: Settings, queue: TaskQueue, engine: Engine, clock: Clock, services: Services
+) -> Planners:
+    tasks, schedules = SqlTaskStore(queue), SqlScheduleStore(engine, clock)
+    decisions = SqlDecisionLog(engine)
+    report = settings.schedulers.report
+    batch = settings.recurring.reschedule_batch_size
+    boefje_settings = boefje_planner_settings(settings)
     report_settings = ReportPlannerSettings(
         dispatch_timeout=timedelta(seconds=report.dispatch_timeout),
         run_timeout=timedelta(seconds=report.run_timeout),
@@ -321,6 +327,7 @@ def api_factory(
     schedules: ScheduleStore,
     clock: Clock,
     health: Callable[[], Mapping[str, str]],
+    catalog: PluginCatalog,
     explainer: Explainer | None = None,
 ) -> Callable[[], ApiComponent]:
     """The HTTP API as a supervised component. `/health` reads the last answer of each configured service
@@ -341,6 +348,9 @@ def api_factory(
             max_body_bytes=api.max_body_bytes,
             health_checks=checks,
             explainer=explainer,
+            manual_pushes=ManualPushes(
+                SqlScheduleStore(queue.engine, clock), catalog, clock, boefje_planner_settings(settings)
+            ),
         )
         return ApiComponent(ApiServer(app, api.host, api.port))
 

@@ -227,7 +227,13 @@ class Daemon:
         assert self.engine is not None
         schedules = ScheduleStore(self.engine, self.clock)
         build = _wiring.api_factory(
-            self.settings, self.queue, schedules, self.clock, lambda: self.health, self.planners.explainer
+            self.settings,
+            self.queue,
+            schedules,
+            self.clock,
+            lambda: self.health,
+            self.services.catalog,
+            self.planners.explainer,
         )
 
         def start_api() -> Component:

@@ -20,6 +20,7 @@ from katsched.api.routes.service import ServiceRoutes
 from katsched.api.routes.tasks import TaskRoutes
 from katsched.clock import Clock
 from katsched.schedulers.explain import Explainer
+from katsched.schedulers.manual import ManualPushes
 from katsched.store.queue import TaskQueue
 from katsched.store.schedules import ScheduleStore
 
@@ -60,12 +61,16 @@ def create_app(
     health_checks: Mapping[str, HealthCheck] | None = None,
     version: str = __version__,
     explainer: Explainer | None = None,
+    manual_pushes: ManualPushes | None = None,
 ) -> FastAPI:
     """The API over `queue` and `schedules`. `token`: every route but /health needs `Authorization: Bearer
     <token>`. `health_checks`: one fast, non-raising probe per configured service, reported by /health.
-    `explainer`: answers `/explain` (the daemon passes its planners'); without one, `/explain` is 503."""
+    `explainer`: answers `/explain` (the daemon passes its planners'); without one, `/explain` is 503.
+    `manual_pushes`: the schedule each pushed boefje or report task joins (reference §4.4)."""
     metrics = ApiMetrics(queue, version)
-    ctx = ApiContext(queue, schedules, clock, metrics, dict(health_checks or {}), version, explainer)
+    ctx = ApiContext(
+        queue, schedules, clock, metrics, dict(health_checks or {}), version, explainer, manual_pushes
+    )
     app = KatschedApi(title="katsched", version=version, description=DESCRIPTION)
     app.requires_token = bool(token)
     install_error_handlers(app)

@@ -14,6 +14,7 @@ from katsched.api.metrics import ApiMetrics
 from katsched.api.turns import TurnLock
 from katsched.clock import Clock
 from katsched.schedulers.explain import Explainer
+from katsched.schedulers.manual import ManualPushes
 from katsched.store.queue import TaskQueue
 from katsched.store.schedules import ScheduleStore
 
@@ -31,6 +32,7 @@ class ApiContext:
     health_checks: Mapping[str, HealthCheck]
     version: str
     explainer: Explainer | None = None  # None: this API was built without the planners (`/explain` is 503)
+    manual_pushes: ManualPushes | None = None  # the schedules manual pushes create (None: no schedules)
     _activity: dict[str, datetime] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _write_turn: TurnLock = field(default_factory=TurnLock)

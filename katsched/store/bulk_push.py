@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, String, bindparam, func, insert, literal_column, select, update
+from sqlalchemy import Connection, bindparam, func, insert, literal_column, select, update
 
 from katsched.core.models import PushPolicy, SchedulerKind, Task, TaskStatus
 from katsched.core.ports import PushOutcome, PushResult, TaskDraft
 from katsched.core.push import PushAction, align_ids, check_capacity, decide_push, validated_hash
 from katsched.errors import NotAllowed, QueueFull
 from katsched.store.queue import IS_QUEUED, scheduler_kind
+from katsched.store.schedule_links import LINK_SCHEDULE, linked_schedule, new_schedule
 from katsched.store.tables import schedules, tasks
 
 PolicyFor = Callable[[str], PushPolicy]
@@ -35,15 +36,6 @@ _QUEUED_BY_HASH = (
         _STILL_QUEUED,
     )
     .order_by(tasks.c.created_at)
-)
-_LINK_SCHEDULE = (
-    update(schedules)
-    .where(schedules.c.id == bindparam("_id"))
-    .values(
-        deadline_at=bindparam("_deadline_at"),
-        schedule=func.coalesce(bindparam("_cron", type_=String()), schedules.c.schedule),
-        modified_at=bindparam("_now"),
-    )
 )
 
 
@@ -136,30 +128,12 @@ class BatchPush:
         if link is None:
             return None
         if link.schedule_id is not None:
-            self._linked_schedules.append(
-                {
-                    "_id": link.schedule_id,
-                    "_deadline_at": link.deadline_at,
-                    "_cron": link.cron,
-                    "_now": self._now,
-                }
-            )
+            self._linked_schedules.append(linked_schedule(link, self._now))
             return link.schedule_id
-        schedule_id = uuid.uuid4()
-        self._new_schedules.append(
-            {
-                "id": schedule_id,
-                "scheduler_id": item.draft.scheduler_id,
-                "organisation": item.draft.organisation,
-                "hash": item.hash,
-                "data": item.data,
-                "enabled": True,
-                "schedule": link.cron,
-                "deadline_at": link.deadline_at,
-                "created_at": self._now,
-                "modified_at": self._now,
-            }
-        )
+        draft = item.draft
+        row = new_schedule(link, draft.scheduler_id, draft.organisation, item.hash, item.data, self._now)
+        self._new_schedules.append(row)
+        schedule_id: uuid.UUID = row["id"]
         return schedule_id
 
     def _insert(self, item: _Prepared, schedule_id: uuid.UUID | None) -> Task:
@@ -202,7 +176,7 @@ class BatchPush:
         if self._new_schedules:
             self._connection.execute(insert(schedules), self._new_schedules)
         if self._linked_schedules:
-            self._connection.execute(_LINK_SCHEDULE, self._linked_schedules)
+            self._connection.execute(LINK_SCHEDULE, self._linked_schedules)
         if self._new_tasks:
             # The history rows come from the database's trigger (migration 0004).
             self._connection.execute(insert(tasks), self._new_tasks)

@@ -36,6 +36,7 @@ from sqlalchemy.sql.util import ClauseAdapter
 from katsched.clock import Clock
 from katsched.core.filters import FilterExpr
 from katsched.core.models import PushPolicy, SchedulerKind, Task, TaskStatus
+from katsched.core.ports import ScheduleLink
 from katsched.core.push import PushAction, align_ids, check_capacity, decide_push, validated_hash
 from katsched.core.transitions import check_transition
 from katsched.errors import NotAllowed, NotFound, StorageError
@@ -43,7 +44,8 @@ from katsched.store import counts
 from katsched.store.engine import read, write
 from katsched.store.filters import compile_filter
 from katsched.store.history import add_reason
-from katsched.store.tables import task_events, tasks
+from katsched.store.schedule_links import LINK_SCHEDULE, linked_schedule, new_schedule
+from katsched.store.tables import schedules, task_events, tasks
 
 logger = logging.getLogger("katsched.store")
 
@@ -71,6 +73,7 @@ class NewTask:
     data: dict[str, Any]
     id: uuid.UUID | None = None
     schedule_id: uuid.UUID | None = None
+    schedule: ScheduleLink | None = None  # the schedule it joins (created when the link names none)
 
 
 @dataclass(frozen=True)
@@ -212,13 +215,15 @@ class TaskQueue:
             existing = self._queued_by_hash(connection, new.scheduler_id, task_hash)
             previous = (existing.priority, existing.data) if existing else None
             action = decide_push(self.policy(new.scheduler_id), previous, new.priority, data)
+            if action is PushAction.INSERT:
+                self._check_capacity(connection, new.scheduler_id, new.priority)
+            schedule_id = self._link(connection, new, task_hash, data) or new.schedule_id
             if action is PushAction.UPDATE and existing is not None:
-                return self._update_queued(connection, existing.id, new.priority, data)
-            self._check_capacity(connection, new.scheduler_id, new.priority)
+                return self._update_queued(connection, existing.id, new.priority, data, schedule_id)
             row = {
                 "id": task_id,
                 "scheduler_id": new.scheduler_id,
-                "schedule_id": new.schedule_id,
+                "schedule_id": schedule_id,
                 "organisation": new.organisation,
                 "priority": new.priority,
                 "status": TaskStatus.QUEUED.value,
@@ -227,6 +232,21 @@ class TaskQueue:
                 "data": data,
             }
             return self._insert(connection, row)
+
+    def _link(
+        self, connection: Connection, new: NewTask, task_hash: str, data: dict[str, Any]
+    ) -> uuid.UUID | None:
+        """Create or move on the schedule the task joins, in the push's transaction; its id."""
+        link, now = new.schedule, self.clock.now()
+        if link is None:
+            return None
+        if link.schedule_id is not None:
+            connection.execute(LINK_SCHEDULE, linked_schedule(link, now))
+            return link.schedule_id
+        row = new_schedule(link, new.scheduler_id, new.organisation, task_hash, data, now)
+        connection.execute(insert(schedules), row)
+        schedule_id: uuid.UUID = row["id"]
+        return schedule_id
 
     def _queued_by_hash(self, connection: Connection, scheduler_id: str, task_hash: str) -> QueuedTwin | None:
         # No ORDER BY: pushes keep at most one QUEUED task per hash, and without one SQLite always takes the
@@ -253,13 +273,23 @@ class TaskQueue:
             raise NotAllowed(f"a task with id {row['id']} already exists") from exc
         return Task.model_validate(row)
 
-    def _update_queued(self, connection: Connection, task_id: uuid.UUID, priority: int, data: Any) -> Task:
-        statement = (
-            update(tasks)
-            .where(tasks.c.id == task_id, IS_QUEUED)
-            .values(priority=priority, data=data, modified_at=self.clock.now(), **MANUAL_RANK)
-            .returning(*tasks.c)
-        )
+    def _update_queued(
+        self,
+        connection: Connection,
+        task_id: uuid.UUID,
+        priority: int,
+        data: Any,
+        schedule_id: uuid.UUID | None,
+    ) -> Task:
+        values: dict[str, Any] = {
+            "priority": priority,
+            "data": data,
+            "modified_at": self.clock.now(),
+            **MANUAL_RANK,
+        }
+        if schedule_id is not None:
+            values["schedule_id"] = schedule_id
+        statement = update(tasks).where(tasks.c.id == task_id, IS_QUEUED).values(**values).returning(*tasks.c)
         return to_task(connection.execute(statement).one())
 
     # pop and peek

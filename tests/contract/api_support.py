@@ -13,6 +13,9 @@ from sqlalchemy import Engine
 from katsched.api import create_app
 from katsched.api.context import HealthCheck
 from katsched.core.models import PushPolicy
+from katsched.core.ports import PluginCatalog
+from katsched.schedulers.manual import ManualPushes
+from katsched.store.lookups import SqlScheduleStore
 from katsched.store.queue import TaskQueue
 from katsched.store.schedules import ScheduleStore
 from katsched.testing import FakeClock
@@ -42,9 +45,13 @@ def make_api(engine: Engine, clock: FakeClock) -> Iterator[MakeApi]:
         max_body_bytes: int = 1_048_576,
         health_checks: Mapping[str, HealthCheck] | None = None,
         raise_server_exceptions: bool = True,
+        catalog: PluginCatalog | None = None,
     ) -> Api:
         queue = TaskQueue(engine, clock, policies)
         schedules = ScheduleStore(engine, clock)
+        manual = (
+            ManualPushes(SqlScheduleStore(engine, clock), catalog, clock) if catalog is not None else None
+        )
         app = create_app(
             queue,
             schedules,
@@ -53,6 +60,7 @@ def make_api(engine: Engine, clock: FakeClock) -> Iterator[MakeApi]:
             max_body_bytes=max_body_bytes,
             health_checks=health_checks,
             version="9.9.9",
+            manual_pushes=manual,
         )
         client = TestClient(app, raise_server_exceptions=raise_server_exceptions)
         clients.append(client)

@@ -92,14 +92,15 @@ class SchedulerRoutes:
         )
 
     def push(self, scheduler_id: SchedulerId, item: TaskPush) -> Response:
-        scheduler_kind(scheduler_id)
+        kind = scheduler_kind(scheduler_id)
         if item.scheduler_id is not None and item.scheduler_id != scheduler_id:
             raise BadRequest("scheduler_id in item does not match the scheduler_id in the path")
+        manual = self.ctx.manual_pushes
+        link = manual.schedule_link(kind, item.organisation, item.data) if manual is not None else None
+        new = NewTask(scheduler_id, item.organisation, item.priority, item.data, id=item.id, schedule=link)
         try:
             with self.ctx.writing():
-                task = self._requeue_dispatched(scheduler_id, item.id) or self.ctx.queue.push(
-                    NewTask(scheduler_id, item.organisation, item.priority, item.data, id=item.id)
-                )
+                task = self._requeue_dispatched(scheduler_id, item.id) or self.ctx.queue.push(new)
         except QueueError as exc:
             reason = REFUSALS.get(type(exc))
             if reason:
