@@ -3,8 +3,9 @@
 SQLite refuses a statement whose expression tree is deeper than 1,000 (a long AND or OR is a deep tree),
 which used to come back as 503 "try again later" although a retry can never succeed. A term is one
 comparison the SQL holds: a condition counts one, except where it expands into one comparison per item
-(``any`` per value, ``match`` per word, ``@>`` / ``<@`` per value in the document). ``in`` stays one
-``IN (…)`` however long its list (``filter_values.MAX_LIST`` bounds that).
+(``any`` three per value, ``match`` per word, ``@>`` / ``<@`` per value in the document). ``in`` stays one
+``IN (…)`` however long its list (``filter_values.MAX_LIST`` bounds that). A boefje pop holds its filter
+twice (the deduplication group's head is found with it too), which the cap leaves room for.
 """
 
 import json
@@ -13,7 +14,8 @@ from katsched.core.filter_values import JsonLiteral
 from katsched.core.filters import And, Condition, FilterExpr, Not, Operator, Or, Related
 from katsched.errors import FilterError
 
-MAX_TERMS = 400
+MAX_TERMS = 200
+ANY_WEIGHT = 3  # SQLite compares each value of `any` as a scalar and as an array member: three terms
 
 
 def check_terms(expression: FilterExpr) -> FilterExpr:
@@ -37,7 +39,7 @@ def count_terms(expression: FilterExpr) -> int:
 def _condition_terms(condition: Condition) -> int:
     value = condition.value
     if condition.operator is Operator.ANY and isinstance(value, tuple):
-        return max(len(value), 1)
+        return ANY_WEIGHT * max(len(value), 1)
     if condition.operator is Operator.MATCH and isinstance(value, str):
         return max(len(value.split()), 1)
     if isinstance(value, JsonLiteral):

@@ -28,6 +28,10 @@ def dns_records(**changes: Any) -> Plugin:
     return Plugin(**(fields | changes))
 
 
+def report_schedule(**fields: str) -> dict[str, Any]:
+    return {"scheduler_id": "report", "organisation": "org1", "data": report_data(), **fields}
+
+
 def raw_push(api: Api, scheduler: str, document: dict[str, Any], **headers: str) -> Any:
     """As the workers' scheduler client does: the JSON as raw content, and no Content-Type."""
     response = api.client.post(f"/schedulers/{scheduler}/push", content=json.dumps(document), headers=headers)
@@ -146,8 +150,7 @@ def test_a_manual_report_push_moves_a_cron_schedule_to_its_next_fire(
     make_api: MakeApi, catalog: InMemoryCatalog
 ) -> None:
     api = make_api(catalog=catalog)
-    created = api.client.post("/schedules", json={"scheduler_id": "report", "organisation": "org1",
-                                                  "data": report_data(), "schedule": "0 6 * * *"}).json()  # fmt: skip
+    created = api.client.post("/schedules", json=report_schedule(schedule="0 6 * * *")).json()
     api.clock.advance(timedelta(days=1))
     task = push(api, report_data(), "report")
     assert task["schedule_id"] == created["id"]
@@ -157,8 +160,7 @@ def test_a_manual_report_push_moves_a_cron_schedule_to_its_next_fire(
 def test_a_disabled_schedule_is_left_alone(make_api: MakeApi, catalog: InMemoryCatalog) -> None:
     catalog.add_plugin("org1", dns_records(interval=60))
     api = make_api(catalog=catalog)
-    created = api.client.post("/schedules", json={"scheduler_id": "report", "organisation": "org1",
-                                                  "data": report_data(), "deadline_at": "2026-12-24T00:00:00Z"})  # fmt: skip
+    created = api.client.post("/schedules", json=report_schedule(deadline_at="2026-12-24T00:00:00Z"))
     api.client.patch(f"/schedules/{created.json()['id']}", json={"enabled": False})
     task = push(api, report_data(), "report")
     assert task["schedule_id"] is None
