@@ -39,6 +39,11 @@ class PluginCatalog(Protocol):
 
     def plugin(self, organisation_id: str, plugin_id: str) -> Plugin | None: ...
 
+    def fresh_plugins(self, organisation_id: str) -> list[Plugin]:
+        """`plugins(organisation_id)` as the Katalogus has them now: asked afresh, never from a cache (a
+        cache is refreshed with the answer). For decisions that must see a plugin disabled a moment ago."""
+        ...
+
     def boefjes_consuming(self, organisation_id: str, ooi_type: str) -> list[Plugin]:
         """Boefjes, enabled or not, that take objects of `ooi_type`: the permission rule decides."""
         ...

@@ -92,6 +92,9 @@ class CatalogLookups(ABC):
         self, organisation_id: str, plugin_type: PluginType | None = None, consumes: str | None = None
     ) -> list[Plugin]: ...
 
+    def fresh_plugins(self, organisation_id: str) -> list[Plugin]:
+        return self.plugins(organisation_id)
+
     def boefjes_consuming(self, organisation_id: str, ooi_type: str) -> list[Plugin]:
         return self.plugins(organisation_id, "boefje", ooi_type)
 
@@ -158,6 +161,9 @@ class KatalogusClient(CatalogLookups):
         found = self._http.get_as(f"{_plugins_path(organisation_id)}/{quote(plugin_id, safe='')}", _PLUGIN)
         return found if found is not None and is_listed(found) else None
 
+    def fresh_plugins(self, organisation_id: str) -> list[Plugin]:
+        return select_plugins(self._organisation_plugins(organisation_id, fresh=True))
+
     def configs(
         self,
         boefje_id: str,
@@ -178,14 +184,14 @@ class KatalogusClient(CatalogLookups):
     def _caching(self) -> bool:
         return self._ttl > timedelta(0)
 
-    def _organisation_plugins(self, organisation_id: str) -> tuple[Plugin, ...]:
+    def _organisation_plugins(self, organisation_id: str, *, fresh: bool = False) -> tuple[Plugin, ...]:
         with self._guard:
             fetching = self._fetching.setdefault(organisation_id, threading.Lock())
         with fetching:
             now = self._clock.now()
             with self._guard:
                 cached = self._cache.get(organisation_id)
-            if cached is not None and now - cached.fetched_at < self._ttl:
+            if not fresh and cached is not None and now - cached.fetched_at < self._ttl:
                 return cached.plugins
             # A failure raises before the cache is touched, so the next lookup asks again.
             fetched = self._http.get_as(_plugins_path(organisation_id), _PLUGINS)

@@ -78,19 +78,21 @@ RERANK_BATCHES_PER_RUN = 20
 
 
 class _Lookups:
-    """Plugins and objects asked once per planner run: many schedules share a boefje or an object."""
+    """Plugins and objects asked once per planner run: many schedules share a boefje or an object. The
+    organisation's plugins are read fresh, not from the catalogue's cache, so that a plugin disabled a
+    moment ago disables its schedules instead of getting one more task: one Katalogus request per run."""
 
     def __init__(self, catalog: PluginCatalog, objects: ObjectGraph) -> None:
         self._catalog = catalog
         self._objects = objects
-        self._plugins: dict[tuple[str, str], Plugin | None] = {}
+        self._plugins: dict[str, dict[str, Plugin]] = {}
         self._oois: dict[tuple[str, str], OOI | None] = {}
 
     def plugin(self, organisation: str, plugin_id: str) -> Plugin | None:
-        key = (organisation, plugin_id)
-        if key not in self._plugins:
-            self._plugins[key] = self._catalog.plugin(organisation, plugin_id)
-        return self._plugins[key]
+        if organisation not in self._plugins:
+            fresh = self._catalog.fresh_plugins(organisation)
+            self._plugins[organisation] = {plugin.id: plugin for plugin in fresh}
+        return self._plugins[organisation].get(plugin_id)
 
     def ooi(self, organisation: str, reference: str, now: datetime) -> OOI | None:
         key = (organisation, reference)

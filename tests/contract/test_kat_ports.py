@@ -226,6 +226,11 @@ def test_plugin_by_id(catalogue: Kat) -> None:
     assert catalogue.catalog.plugin("org1", "hidden") is None
 
 
+def test_fresh_plugins_are_the_plugins_list(catalogue: Kat) -> None:
+    assert catalogue.catalog.fresh_plugins("org1") == catalogue.catalog.plugins("org1")
+    assert catalogue.catalog.fresh_plugins("nope") == []
+
+
 def test_enabled_state_is_per_organisation(catalogue: Kat) -> None:
     assert ids(catalogue.catalog.enabled_boefjes("org1")) == ["dns-records", "nmap"]
     assert ids(catalogue.catalog.enabled_boefjes("org2")) == ["nmap"]

@@ -233,3 +233,24 @@ def test_the_database_failing_defers_the_work(
     assert planner.plan_for_mutation(mutation(hostname("a.org"))).created == 0
     assert len(world.queued()) == 1
     impatient.engine.dispose()
+
+
+def test_a_plugin_disabled_a_moment_ago_disables_its_due_schedule_and_gets_no_task(
+    world: World, kat: KatClients, server: KatFakeServer
+) -> None:
+    reference = hostname("a.org").primary_key
+    schedule = world.schedule_rows.create(
+        "boefje", ORG, boefje_data("dns-records", reference), "d" * 32,
+        deadline_at=world.clock.now() + timedelta(seconds=10),
+    )  # fmt: skip
+    enabled = kat.katalogus.plugin(ORG, "dns-records")  # the Katalogus cache (30 s) now holds it enabled
+    assert enabled is not None and enabled.enabled
+    server.add_plugin(ORG, boefje(enabled=False))  # disabled in the Katalogus
+    world.clock.advance(timedelta(seconds=11))  # the schedule is due; the cache is still fresh
+    planner = world.boefjes(catalog=kat.katalogus, objects=kat.octopoes, raw_data=kat.bytes)
+    before = server.hits(PLUGINS)
+    summary = planner.reschedule_due(ORG)
+    assert world.schedule_rows.get(schedule.id).enabled is False
+    assert summary.disabled == {"plugin_disabled": 1}
+    assert world.all_tasks() == []
+    assert server.hits(PLUGINS) == before + 1  # the plugins read once for the run
