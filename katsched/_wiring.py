@@ -328,14 +328,16 @@ def api_factory(
     clock: Clock,
     health: Callable[[], Mapping[str, str]],
     catalog: PluginCatalog,
+    intake: Callable[[], Mapping[str, str]],
     explainer: Explainer | None = None,
 ) -> Callable[[], ApiComponent]:
     """The HTTP API as a supervised component. `/health` reads the last answer of each configured service
-    (`health()`, refreshed by the metrics job), so a slow service never slows `/health` down."""
+    (`health()`, refreshed by the metrics job, which probes once at start), so a slow service never slows
+    `/health` down; a service not probed yet is "unknown", not down. `intake()`: the consumers' states."""
     api = settings.api
 
-    def probe(name: str) -> Callable[[], bool]:
-        return lambda: health().get(name) == "ok"
+    def probe(name: str) -> Callable[[], bool | None]:
+        return lambda: {"ok": True, "down": False}.get(health().get(name, "unknown"))
 
     checks = {name: probe(name) for name in ("katalogus", "octopoes", "bytes") if getattr(settings, name).url}
 
@@ -347,6 +349,7 @@ def api_factory(
             token=api.token or None,
             max_body_bytes=api.max_body_bytes,
             health_checks=checks,
+            intake_states=intake,
             explainer=explainer,
             manual_pushes=ManualPushes(
                 SqlScheduleStore(queue.engine, clock), catalog, clock, boefje_planner_settings(settings)

@@ -233,6 +233,7 @@ class Daemon:
             self.clock,
             lambda: self.health,
             self.services.catalog,
+            self.intake_states,
             self.planners.explainer,
         )
 
@@ -329,6 +330,15 @@ class Daemon:
             "swept_total": self.swept_total,
             "api": {"enabled": self.settings.api.enabled, "address": self.api_address},
         }
+
+    def intake_states(self) -> dict[str, str]:
+        """Each configured consumer's state; one not built yet is still connecting."""
+        amqp = self.settings.amqp
+        if not amqp.enabled:
+            return {}
+        queues = (amqp.mutations_queue, amqp.raw_files_queue)
+        built = dict(self.consumers)
+        return {queue: built[queue].state.value if queue in built else "connecting" for queue in queues}
 
     def _service_states(self) -> dict[str, str]:
         states = {"database": "ok"}

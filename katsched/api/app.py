@@ -8,7 +8,7 @@ from fastapi.openapi.utils import get_openapi
 
 from katsched import __version__
 from katsched.api.body import JsonBodyRoute
-from katsched.api.context import ApiContext, HealthCheck
+from katsched.api.context import ApiContext, HealthCheck, IntakeStates
 from katsched.api.errors import install_error_handlers
 from katsched.api.filter_schema import filter_components
 from katsched.api.metrics import ApiMetrics
@@ -62,14 +62,17 @@ def create_app(
     version: str = __version__,
     explainer: Explainer | None = None,
     manual_pushes: ManualPushes | None = None,
+    intake_states: IntakeStates | None = None,
 ) -> FastAPI:
     """The API over `queue` and `schedules`. `token`: every route but /health needs `Authorization: Bearer
     <token>`. `health_checks`: one fast, non-raising probe per configured service, reported by /health.
     `explainer`: answers `/explain` (the daemon passes its planners'); without one, `/explain` is 503.
-    `manual_pushes`: the schedule each pushed boefje or report task joins (reference §4.4)."""
+    `manual_pushes`: the schedule each pushed boefje or report task joins (reference §4.4).
+    `intake_states`: the RabbitMQ consumers' states, part of /health."""
     metrics = ApiMetrics(queue, version)
+    checks = dict(health_checks or {})
     ctx = ApiContext(
-        queue, schedules, clock, metrics, dict(health_checks or {}), version, explainer, manual_pushes
+        queue, schedules, clock, metrics, checks, version, explainer, manual_pushes, intake_states
     )
     app = KatschedApi(title="katsched", version=version, description=DESCRIPTION)
     app.requires_token = bool(token)

@@ -20,7 +20,10 @@ from katsched.store.schedules import ScheduleStore
 
 T = TypeVar("T")
 
-HealthCheck = Callable[[], bool]
+HealthCheck = Callable[
+    [], bool | None
+]  # a service: up, down, or None while not known (before its first probe)
+IntakeStates = Callable[[], Mapping[str, str]]  # each RabbitMQ consumer's queue → its state
 
 
 @dataclass
@@ -33,6 +36,7 @@ class ApiContext:
     version: str
     explainer: Explainer | None = None  # None: this API was built without the planners (`/explain` is 503)
     manual_pushes: ManualPushes | None = None  # the schedules manual pushes create (None: no schedules)
+    intake_states: IntakeStates | None = None
     _activity: dict[str, datetime] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _write_turn: TurnLock = field(default_factory=TurnLock)

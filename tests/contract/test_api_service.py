@@ -308,3 +308,37 @@ def test_explain_without_the_planners_is_503(api: Api) -> None:
     assert response.json() == {
         "detail": "A service is unavailable: explain needs the planners, and this API was built without them"
     }
+
+
+def test_a_service_not_probed_yet_is_unknown_not_down(make_api: MakeApi) -> None:
+    api = make_api(health_checks={"katalogus": lambda: None, "bytes": lambda: False})
+    body = api.client.get("/health", params={"externals": True}).json()
+    services = {r["service"]: (r["healthy"], r["additional"]) for r in body["results"]}
+    assert services["katalogus"] == (True, {"state": "unknown"})
+    assert services["bytes"] == (False, {"state": "down"})
+    assert body["healthy"] is True  # the database is up and there is no consumer
+    assert body["externals"] == {"katalogus": True, "bytes": False}
+
+
+@pytest.mark.parametrize(
+    ("states", "healthy"),
+    [
+        ({"mutations": "connected", "raw": "connecting"}, True),
+        ({"mutations": "connected", "raw": "misconfigured"}, False),
+        ({"mutations": "disconnected", "raw": "connected"}, False),
+    ],
+)
+def test_health_includes_each_consumer_and_is_false_while_one_is_broken(
+    engine: Engine, clock: FakeClock, states: dict[str, str], healthy: bool
+) -> None:
+    app = create_app(
+        TaskQueue(engine, clock), ScheduleStore(engine, clock), clock, intake_states=lambda: states
+    )
+    with TestClient(app) as client:
+        body = client.get("/health").json()
+    assert body["healthy"] is healthy
+    consumers = [(r["service"], r["healthy"], r["additional"]) for r in body["results"][1:]]
+    broken = {"misconfigured", "disconnected"}
+    assert consumers == [
+        (f"intake:{queue}", state not in broken, {"state": state}) for queue, state in states.items()
+    ]

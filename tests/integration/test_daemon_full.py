@@ -80,7 +80,10 @@ def test_the_full_configuration_runs_every_component(
             "katalogus": True,
             "octopoes": True,
             "bytes": True,
+            f"intake:{mutations}": True,
+            f"intake:{raw_files}": True,
         }
+        assert health["healthy"] is True
 
         broker.publish(mutations, sample_mutation("acme", "Hostname|internet|a.example", 2))
         wait_until(lambda: tasks_for(tmp_path, "Hostname|internet|a.example") == 1, "the mutation is a task")

@@ -14,6 +14,9 @@ from katsched.store.engine import read
 
 logger = logging.getLogger("katsched.api")
 
+SERVICE_STATES = {True: "ok", False: "down", None: "unknown"}
+BROKEN_INTAKE = frozenset({"misconfigured", "disconnected"})  # a consumer that cannot take messages
+
 
 class ServiceRoutes:
     def __init__(self, ctx: ApiContext) -> None:
@@ -28,7 +31,7 @@ class ServiceRoutes:
             self.health,
             methods=["GET"],
             response_model=ServiceHealth,
-            summary="The database and each configured service; `healthy` is the database's state",
+            summary="The database, each service and each consumer; healthy: database up, no broken consumer",
         )
         router.add_api_route(
             "/metrics",
@@ -51,14 +54,25 @@ class ServiceRoutes:
     ) -> Response:
         database = self._database_up()
         services = {name: _probe(name, check) for name, check in self.ctx.health_checks.items()}
+        intake = dict(self.ctx.intake_states()) if self.ctx.intake_states is not None else {}
         results = [ServiceHealth(service="database", healthy=database)]
-        results += [ServiceHealth(service=name, healthy=up) for name, up in services.items()]
+        # Not known to be down is not "down": a service not probed yet says so in its state.
+        results += [
+            ServiceHealth(service=name, healthy=up is not False, additional={"state": SERVICE_STATES[up]})
+            for name, up in services.items()
+        ]
+        results += [
+            ServiceHealth(
+                service=f"intake:{queue}", healthy=state not in BROKEN_INTAKE, additional={"state": state}
+            )
+            for queue, state in intake.items()
+        ]
         health = ServiceHealth(
             service="scheduler",
-            healthy=database,
+            healthy=database and not BROKEN_INTAKE & set(intake.values()),
             version=self.ctx.version,
             results=results,
-            externals=services if externals else {},
+            externals={name: up is not False for name, up in services.items()} if externals else {},
         )
         return model_response(health)
 
@@ -75,10 +89,11 @@ class ServiceRoutes:
         return Response(self.ctx.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
-def _probe(name: str, check: HealthCheck) -> bool:
+def _probe(name: str, check: HealthCheck) -> bool | None:
     """A check that raises counts as down: /health itself must always answer."""
     try:
-        return bool(check())
+        answer = check()
+        return None if answer is None else bool(answer)
     except Exception as exc:
         logger.warning("health_check_failed service=%s error=%r", name, str(exc))
         return False
