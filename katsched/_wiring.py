@@ -32,6 +32,7 @@ from katsched.schedulers.manual import ManualPushes
 from katsched.schedulers.normalizer import NormalizerPlanner, NormalizerPlannerSettings
 from katsched.schedulers.report import ReportPlanner, ReportPlannerSettings
 from katsched.schedulers.summary import PlanSummary
+from katsched.schedulers.sweeps import LeaseTimeouts
 from katsched.store.decisions import SqlDecisionLog
 from katsched.store.lookups import SqlScheduleStore, SqlTaskStore
 from katsched.store.plugins_seen import SqlSeenPlugins
@@ -272,6 +273,20 @@ def global_job(
     name: str, recurring: RecurringSettings, run: Callable[[], JobResult], *, first_at_start: bool = False
 ) -> GlobalJob:
     return GlobalJob(name, job_intervals(recurring)[name], run, first_at_start)
+
+
+def lease_timeouts(settings: Settings) -> dict[str, LeaseTimeouts]:
+    """Each scheduler's leases and dispatch-expiry policy, as the sweep applies them."""
+    timeouts = {}
+    for name in ("boefje", "normalizer", "report"):
+        scheduler = settings.scheduler(name)
+        timeouts[name] = LeaseTimeouts(
+            timedelta(seconds=scheduler.dispatch_timeout),
+            timedelta(seconds=scheduler.run_timeout),
+            scheduler.on_dispatch_expiry,
+            scheduler.max_attempts,
+        )
+    return timeouts
 
 
 def push_policies(settings: Settings) -> dict[str, PushPolicy]:

@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -33,7 +32,7 @@ from katsched.errors import ConfigError, KatschedError
 from katsched.intake import Batch, Handler, QueueConsumer, mutation_batches, raw_file_handler
 from katsched.logs import configure_logging, secrets_of
 from katsched.recurring import JobResult, Recurring
-from katsched.schedulers.sweeps import LeaseTimeouts, RetentionPolicy, prune_retention, sweep_stalled
+from katsched.schedulers.sweeps import RetentionPolicy, prune_retention, sweep_stalled
 from katsched.store.daemon_state import DaemonState, DaemonStateStore
 from katsched.store.engine import build_engine
 from katsched.store.migrate import current_revision, upgrade
@@ -265,17 +264,8 @@ class Daemon:
     # the global jobs
 
     def sweep(self) -> JobResult:
-        timeouts = {}
-        for name in SCHEDULER_NAMES:
-            scheduler = self.settings.scheduler(name)
-            timeouts[name] = LeaseTimeouts(
-                timedelta(seconds=scheduler.dispatch_timeout),
-                timedelta(seconds=scheduler.run_timeout),
-                scheduler.on_dispatch_expiry,
-                scheduler.max_attempts,
-            )
         assert self.engine is not None
-        summary = sweep_stalled(self.engine, self.clock, timeouts)
+        summary = sweep_stalled(self.engine, self.clock, _wiring.lease_timeouts(self.settings))
         self.swept_total += summary.total
         return summary.log_line() if summary.total else None
 
