@@ -8,17 +8,22 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from katsched import __version__
+from katsched.cli.bulk import FilterOption, OlderThanFilter, OrgFilter, YesOption, run_bulk, selection
 from katsched.cli.common import ConfigOption, JsonOption, console, open_queue, print_json
 from katsched.cli.render import task_table
 from katsched.core.filters import FilterExpr, parse_filter_request, parse_filters
 from katsched.core.models import SchedulerKind, TaskStatus
-from katsched.store.queue import NewTask, TaskQuery
+from katsched.store.queue import NewTask, PoppedBy, TaskQuery
 
 app = typer.Typer(help="Look at, push to and pop from the queues.", no_args_is_help=True)
 
 SchedulerOption = Annotated[
     SchedulerKind, typer.Option("--scheduler", "-s", help="boefje, normalizer or report.")
 ]
+PURGED = "purged by an operator (katsched queue purge)"
+# What `tasks show` and `status` name as the holder of a task popped from the command line.
+CLI_RUNNER = PoppedBy("cli", f"katsched/{__version__} (command line)")
 LimitOption = Annotated[int, typer.Option("--limit", "-n", min=1, help="How many tasks at most.")]
 
 
@@ -103,7 +108,7 @@ def pop_command(
 ) -> None:
     """Claim the best queued tasks (they become dispatched) and print them."""
     filters = parse_filter_option(filter_)
-    tasks = open_queue(config).pop(scheduler.value, limit, filters)
+    tasks = open_queue(config).pop(scheduler.value, limit, filters, popped_by=CLI_RUNNER)
     if as_json:
         print_json(tasks)
         return
@@ -143,3 +148,32 @@ def stats_command(as_json: JsonOption = False, config: ConfigOption = None) -> N
     for scheduler_id, counts in totals.items():
         table.add_row(scheduler_id, *(str(counts[s.value]) for s in TaskStatus))
     console.print(table)
+
+
+@app.command("purge")
+def purge_command(
+    scheduler: SchedulerOption,
+    org: OrgFilter = None,
+    older_than: OlderThanFilter = None,
+    filter_: FilterOption = None,
+    yes: YesOption = False,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Empty a queue: cancel every queued task of the scheduler (narrowed by the options), after showing how
+    many and asking. The tasks stay, cancelled, with the reason in their history; dispatched and running
+    tasks are left to their runners."""
+    from katsched.store import bulk
+
+    chosen = selection(
+        [TaskStatus.QUEUED], scheduler=scheduler, org=org, older_than=older_than, filter_=filter_
+    )
+    queue = open_queue(config)
+    run_bulk(
+        verb="purge",
+        matched=bulk.count(queue.engine, chosen),
+        describe=f"queued task(s) from {scheduler.value}",
+        act=lambda: bulk.change_status(queue.engine, queue.clock, chosen, TaskStatus.CANCELLED, PURGED),
+        yes=yes,
+        as_json=as_json,
+    )

@@ -1,16 +1,37 @@
-"""`katsched tasks`: one task at a time."""
+"""`katsched tasks`: one task at a time, and the bulk actions over tasks an operator selects."""
 
 import uuid
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
+from katsched.cli.bulk import (
+    FilterOption,
+    OlderThanFilter,
+    OrgFilter,
+    SchedulerFilter,
+    StatusFilter,
+    YesOption,
+    run_bulk,
+    selection,
+    statuses_or,
+)
 from katsched.cli.common import ConfigOption, JsonOption, console, open_queue, print_json
 from katsched.cli.render import task_table, when
 from katsched.core.models import TaskStatus
+from katsched.errors import InvalidTransition, NotAllowed
 
-app = typer.Typer(help="Show, cancel and change the status of one task.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from katsched.store.queue import TaskQueue
+
+app = typer.Typer(
+    help="Show one task; cancel, requeue or change the status of one task or of many.", no_args_is_help=True
+)
+
+# The history's reason for an operator's bulk action: `tasks show` tells them from a runner's or a sweep's.
+OPERATOR_CANCELLED = "cancelled by an operator (katsched tasks cancel)"
+OPERATOR_REQUEUED = "requeued by an operator (katsched tasks requeue)"
 
 TaskId = Annotated[uuid.UUID, typer.Argument(help="The task's id.")]
 
@@ -21,12 +42,22 @@ def show_command(task_id: TaskId, as_json: JsonOption = False, config: ConfigOpt
     queue = open_queue(config)
     task = queue.get(task_id)
     history = queue.history(task_id)
+    runner = queue.popped_by(task_id)
     if as_json:
         document = task.model_dump(mode="json")
+        document["popped_by"] = (
+            {"address": runner.address, "agent": runner.agent, "at": runner.at.isoformat()}
+            if runner is not None and runner.at is not None
+            else None
+        )
         document["history"] = [{"status": s.value, "at": at.isoformat(), "reason": r} for s, at, r in history]
         print_json(document)
         return
     console.print(task_table([task], f"task {task.id}", console.width))
+    if runner is not None and runner.at is not None:
+        console.print(
+            f"popped by {runner.address or '?'} ({runner.agent or 'no user agent'}) at {when(runner.at)}"
+        )
     console.print_json(data=task.data)
     table = Table(title="history", title_justify="left")
     for column in ("at", "status", "reason"):
@@ -34,16 +65,6 @@ def show_command(task_id: TaskId, as_json: JsonOption = False, config: ConfigOpt
     for status, at, reason in history:
         table.add_row(when(at), status.value, reason or "")
     console.print(table)
-
-
-@app.command("cancel")
-def cancel_command(task_id: TaskId, as_json: JsonOption = False, config: ConfigOption = None) -> None:
-    """Cancel a task that has not finished."""
-    task = open_queue(config).cancel(task_id, reason="cancelled from the command line")
-    if as_json:
-        print_json(task)
-        return
-    console.print(f"cancelled {task.id}")
 
 
 @app.command("set-status")
@@ -60,3 +81,113 @@ def set_status_command(
         print_json(task)
         return
     console.print(f"{task.id} is now {task.status.value}")
+
+
+OptionalTaskId = Annotated[
+    uuid.UUID | None, typer.Argument(help="One task's id; without it, every task the options select.")
+]
+
+
+def _single(task_id: uuid.UUID | None, *options: object) -> bool:
+    """A task id and the selection options do not mix."""
+    if task_id is not None and any(option not in (None, []) for option in options):
+        raise typer.BadParameter(
+            "give a task id or selection options (--scheduler, --org, …), not both", param_hint="TASK_ID"
+        )
+    return task_id is not None
+
+
+@app.command("cancel")
+def cancel_command(
+    task_id: OptionalTaskId = None,
+    scheduler: SchedulerFilter = None,
+    org: OrgFilter = None,
+    status: StatusFilter = None,
+    older_than: OlderThanFilter = None,
+    filter_: FilterOption = None,
+    yes: YesOption = False,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Cancel one task, or every unfinished task the options select (queued ones unless --status says
+    otherwise), after showing how many and asking."""
+    if _single(task_id, scheduler, org, status, older_than, filter_):
+        assert task_id is not None
+        task = open_queue(config).cancel(task_id, reason="cancelled from the command line")
+        if as_json:
+            print_json(task)
+            return
+        console.print(f"cancelled {task.id}")
+        return
+    from katsched.core.transitions import check_transition
+    from katsched.store import bulk
+
+    statuses = statuses_or(status, [TaskStatus.QUEUED])
+    for current in statuses:
+        check_transition(current, TaskStatus.CANCELLED)
+    chosen = selection(statuses, scheduler=scheduler, org=org, older_than=older_than, filter_=filter_)
+    queue = open_queue(config)
+    run_bulk(
+        verb="cancel",
+        matched=bulk.count(queue.engine, chosen),
+        describe=f"{'/'.join(statuses)} task(s)",
+        act=lambda: bulk.change_status(
+            queue.engine, queue.clock, chosen, TaskStatus.CANCELLED, OPERATOR_CANCELLED
+        ),
+        yes=yes,
+        as_json=as_json,
+    )
+
+
+@app.command("requeue")
+def requeue_command(
+    task_id: OptionalTaskId = None,
+    scheduler: SchedulerFilter = None,
+    org: OrgFilter = None,
+    status: StatusFilter = None,
+    older_than: OlderThanFilter = None,
+    filter_: FilterOption = None,
+    yes: YesOption = False,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Put failed or cancelled tasks back on their queue, keeping their id and priority. Recorded in each
+    task's history as an operator's action. A task whose identity is already queued again stays as it is."""
+    from katsched.core.transitions import REQUEUEABLE, check_transition
+    from katsched.store import bulk
+
+    single = _single(task_id, scheduler, org, status, older_than, filter_)
+    statuses = statuses_or(status, REQUEUEABLE)
+    for current in statuses:
+        check_transition(current, TaskStatus.QUEUED, by_operator=True)
+    chosen = selection(
+        statuses, scheduler=scheduler, org=org, older_than=older_than, filter_=filter_, task_id=task_id
+    )
+    queue = open_queue(config)
+    matched = bulk.count(queue.engine, chosen)
+    eligible = bulk.count(queue.engine, chosen, bulk.requeueable)
+    if single and not eligible:
+        _explain_refused_requeue(queue, task_id)
+    run_bulk(
+        verb="requeue",
+        matched=eligible,
+        describe=f"{'/'.join(statuses)} task(s)",
+        act=lambda: bulk.change_status(
+            queue.engine, queue.clock, chosen, TaskStatus.QUEUED, OPERATOR_REQUEUED, eligible=bulk.requeueable
+        ),
+        yes=yes or single,
+        as_json=as_json,
+        extra={"selected": matched, "queued_twin": matched - eligible},
+    )
+
+
+def _explain_refused_requeue(queue: "TaskQueue", task_id: uuid.UUID | None) -> None:
+    from katsched.core.transitions import REQUEUEABLE
+
+    assert task_id is not None
+    task = queue.get(task_id)
+    if task.status not in REQUEUEABLE:
+        raise InvalidTransition(
+            f"task {task_id} is {task.status}: only failed or cancelled tasks are requeued"
+        )
+    raise NotAllowed(f"task {task_id} is already queued again as another task with hash {task.hash}")

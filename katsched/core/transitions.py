@@ -17,18 +17,28 @@ ALLOWED: dict[TaskStatus, frozenset[TaskStatus]] = {
     S.CANCELLED: frozenset(),
 }
 
+# Moves only an operator makes (`katsched tasks requeue`), never a runner, the API or a planner: a finished
+# task given another try. To everyone else a terminal status stays terminal (SPEC §2).
+OPERATOR_ALLOWED: dict[TaskStatus, frozenset[TaskStatus]] = {
+    S.FAILED: frozenset({S.QUEUED}),
+    S.CANCELLED: frozenset({S.QUEUED}),
+}
+
 TERMINAL = frozenset(status for status, moves in ALLOWED.items() if not moves)
+REQUEUEABLE = frozenset(status for status, moves in OPERATOR_ALLOWED.items() if S.QUEUED in moves)
 ACTIVE = frozenset({S.PENDING, S.QUEUED, S.DISPATCHED, S.RUNNING})
 
 
-def allowed_moves(current: TaskStatus) -> frozenset[TaskStatus]:
+def allowed_moves(current: TaskStatus, *, by_operator: bool = False) -> frozenset[TaskStatus]:
     """The statuses `current` may move to. Re-setting the current status is always allowed: a heartbeat, or
-    a runner repeating its last report after losing the answer (a finished task then stays as it is)."""
-    return ALLOWED[current] | {current}
+    a runner repeating its last report after losing the answer (a finished task then stays as it is).
+    `by_operator` adds the moves only an explicit operator action may make."""
+    extra = OPERATOR_ALLOWED.get(current, frozenset()) if by_operator else frozenset()
+    return ALLOWED[current] | {current} | extra
 
 
-def check_transition(current: TaskStatus, new: TaskStatus) -> None:
-    moves = allowed_moves(current)
+def check_transition(current: TaskStatus, new: TaskStatus, *, by_operator: bool = False) -> None:
+    moves = allowed_moves(current, by_operator=by_operator)
     if new not in moves:
         allowed = ", ".join(sorted(moves))
         if current in TERMINAL:

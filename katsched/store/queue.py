@@ -66,6 +66,21 @@ class QueuedTwin:
 
 
 @dataclass(frozen=True)
+class PoppedBy:
+    """The runner that popped a task: its address (an IP, or "cli"), its User-Agent, and when."""
+
+    address: str | None
+    agent: str | None
+    at: datetime | None = None
+
+    def bounded(self, limit: int = 200) -> "PoppedBy":
+        """Both values cut to `limit` characters: a header is the client's to choose."""
+        return PoppedBy(
+            self.address[:limit] if self.address else None, self.agent[:limit] if self.agent else None
+        )
+
+
+@dataclass(frozen=True)
 class NewTask:
     scheduler_id: str
     organisation: str
@@ -185,6 +200,9 @@ def _build_claim(scheduler_id: str, filters: FilterExpr | None, dialect: str) ->
         .values(
             status=TaskStatus.DISPATCHED.value,
             modified_at=bindparam("claimed_at", type_=tasks.c.modified_at.type),
+            popped_at=bindparam("claimed_at", type_=tasks.c.popped_at.type),
+            popped_by_address=bindparam("popped_by_address", type_=tasks.c.popped_by_address.type),
+            popped_by_agent=bindparam("popped_by_agent", type_=tasks.c.popped_by_agent.type),
         )
         .returning(*tasks.c)
     )
@@ -294,9 +312,16 @@ class TaskQueue:
 
     # pop and peek
 
-    def pop(self, scheduler_id: str, limit: int = 1, filters: FilterExpr | None = None) -> list[Task]:
+    def pop(
+        self,
+        scheduler_id: str,
+        limit: int = 1,
+        filters: FilterExpr | None = None,
+        *,
+        popped_by: PoppedBy | None = None,
+    ) -> list[Task]:
         """Claim up to `limit` of the best matching QUEUED tasks and return them as DISPATCHED."""
-        return [task for task, _ in self.pop_rendered(scheduler_id, limit, filters)]
+        return [task for task, _ in self.pop_rendered(scheduler_id, limit, filters, popped_by=popped_by)]
 
     def pop_rendered(
         self,
@@ -304,17 +329,27 @@ class TaskQueue:
         limit: int = 1,
         filters: FilterExpr | None = None,
         render: Callable[[Task], bytes] = render_task,
+        *,
+        popped_by: PoppedBy | None = None,
     ) -> list[tuple[Task, bytes]]:
         """`pop`, each task with its rendering, made before the claim commits: a claim is never committed for
         a task that cannot be handed out. Such a task (data stored before the API refused it) is failed, with
-        the reason, in the same transaction, rather than left to break every pop that reaches it."""
+        the reason, in the same transaction, rather than left to break every pop that reaches it. Who claimed
+        the tasks, and when, is recorded."""
         scheduler_kind(scheduler_id)
         if limit < 1:
             return []
         now = self.clock.now()
+        who = (popped_by or PoppedBy(None, None)).bounded()
+        parameters = {
+            "claim_limit": limit,
+            "claimed_at": now,
+            "popped_by_address": who.address,
+            "popped_by_agent": who.agent,
+        }
         with write(self.engine) as connection:
             statement = _claim(scheduler_id, filters, connection.dialect.name)
-            rows = connection.execute(statement, {"claim_limit": limit, "claimed_at": now})
+            rows = connection.execute(statement, parameters)
             popped, unrenderable = _rendered(rows, render)
             for task_id, reason in unrenderable.items():
                 self._fail_claimed(connection, task_id, now, reason)
@@ -347,6 +382,13 @@ class TaskQueue:
         if row is None:
             raise NotFound(f"task not found, by task_id: {task_id}")
         return to_task(row)
+
+    def popped_by(self, task_id: uuid.UUID) -> PoppedBy | None:
+        """Who popped the task last, and when; None for a task never popped."""
+        columns = (tasks.c.popped_by_address, tasks.c.popped_by_agent, tasks.c.popped_at)
+        with read(self.engine) as connection:
+            row = connection.execute(select(*columns).where(tasks.c.id == task_id)).first()
+        return None if row is None or row.popped_at is None else PoppedBy(*row)
 
     def history(self, task_id: uuid.UUID) -> list[tuple[TaskStatus, Any, str | None]]:
         statement = (

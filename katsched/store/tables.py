@@ -75,6 +75,10 @@ class TaskRow(SQLModel, table=True):
     dispatch_expiries: int = Field(
         default=0, sa_column=Column(Integer, nullable=False, server_default=text("0"))
     )
+    # Who holds the task since its last pop (migration 0009); not part of the wire's Task document.
+    popped_by_address: str | None = Field(default=None, sa_column=Column(String, nullable=True))
+    popped_by_agent: str | None = Field(default=None, sa_column=Column(String, nullable=True))
+    popped_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
 
 
 class ScheduleRow(SQLModel, table=True):

@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import TypeAdapter
 
 from katsched.api.context import ApiContext, json_response, model_response
@@ -20,7 +20,7 @@ from katsched.api.schemas import (
 )
 from katsched.core.models import PAYLOAD_TYPES, SchedulerKind, Task, TaskStatus
 from katsched.errors import InvalidItem, NotAllowed, NotFound, QueueError, QueueFull
-from katsched.store.queue import NewTask, scheduler_kind
+from katsched.store.queue import NewTask, PoppedBy, scheduler_kind
 
 SchedulerId = Annotated[str, Path(description="boefje, normalizer or report")]
 PopLimit = Annotated[
@@ -126,13 +126,18 @@ class SchedulerRoutes:
         return self.ctx.queue.set_status(task_id, TaskStatus.QUEUED, reason="pushed back by its runner")
 
     def pop(
-        self, scheduler_id: SchedulerId, limit: PopLimit = None, filters: OptionalFilterBody = None
+        self,
+        request: Request,
+        scheduler_id: SchedulerId,
+        limit: PopLimit = None,
+        filters: OptionalFilterBody = None,
     ) -> Response:
         scheduler_kind(scheduler_id)
         expression = parse_body(filters, "task")
+        runner = PoppedBy(request.client.host if request.client else None, request.headers.get("user-agent"))
         with self.ctx.writing():
             popped = self.ctx.queue.pop_rendered(
-                scheduler_id, DEFAULT_POP_LIMIT if limit is None else limit, expression
+                scheduler_id, DEFAULT_POP_LIMIT if limit is None else limit, expression, popped_by=runner
             )
         self.ctx.metrics.pops.labels(scheduler_id).inc()
         if popped:
