@@ -7,6 +7,7 @@ runs. At 80 columns the sections stack; from 120 columns they sit in two columns
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -33,6 +34,7 @@ from katsched.store.migrate import current_revision, head_revision
 from katsched.store.overview import Overview, take_overview
 
 WIDE = 120
+COMPACT_HEIGHT = 24  # the classic terminal: every list is one line
 BLOCKS = "▁▂▃▄▅▆▇█"
 STATE_STYLE = {"ok": "green", "connected": "green", "running": "green", "static": "cyan", "down": "red"}
 
@@ -62,6 +64,14 @@ def snapshot(engine: Engine, settings: Settings, now: datetime) -> Overview:
 def stale_after(settings: Settings) -> float:
     """Seconds without a heartbeat after which a daemon that did not say it stopped is taken for dead."""
     return max(3.0 * settings.recurring.metrics_interval, 30.0)
+
+
+def heartbeat_fresh(overview: Overview, settings: Settings) -> bool:
+    """Some daemon beat within the last three heartbeat intervals and has not said it stopped."""
+    return any(
+        daemon.stopped_at is None and not daemon.stale(overview.taken_at, stale_after(settings))
+        for daemon in overview.daemons
+    )
 
 
 def as_json(overview: Overview, settings: Settings) -> dict[str, Any]:
@@ -160,12 +170,54 @@ def outcomes(overview: Overview) -> Text:
     return text.append("swept ").append(f"{overview.swept_24h:,}", style="red" if overview.swept_24h else "")
 
 
-def organisations(overview: Overview, limit: int) -> Text:
-    text = Text("top queues: ", style="bold")
-    shown = overview.top_organisations[:limit]
-    if not shown:
-        return text.append("none", style="dim")
-    return text.append(" · ".join(f"{org} {count:,}" for org, count in shown))
+def listing(
+    title: str, rows: Sequence[tuple[str, ...]], columns: tuple[str, ...], room: int
+) -> RenderableType:
+    """A section that is one line (its first entries, cut at the width) when `room` is 0, or a table of
+    up to `room` rows when the terminal is tall enough."""
+    if not rows:
+        return Text(f"{title}: ", style="bold").append("none", style="dim")
+    if room == 0:
+        line = Text(f"{title}: ", style="bold", no_wrap=True, overflow="ellipsis")
+        return line.append(" · ".join(" ".join(row) for row in rows))
+    table = Table(box=None, pad_edge=False, expand=True, header_style="bold", title_justify="left")
+    table.title = Text(title, style="bold")
+    table.add_column(columns[0], no_wrap=True, overflow="ellipsis", ratio=1)
+    for column in columns[1:]:
+        table.add_column(column, justify="right", no_wrap=True)
+    for row in rows[:room]:
+        table.add_row(*row)
+    return table
+
+
+def organisations(overview: Overview, room: int) -> RenderableType:
+    shown = overview.top_organisations[: max(room, 4)]
+    rows = [(org, f"{count:,}") for org, count in shown]
+    return listing("top queues", rows, ("organisation", "queued"), room)
+
+
+def runners(overview: Overview, room: int) -> RenderableType:
+    """Who holds the dispatched and running tasks, the longest holder first."""
+    rows = []
+    for hold in overview.holds:
+        name = hold.address or "unrecorded"
+        if hold.agent and room:
+            name = f"{name} {hold.agent}"
+        held = f"{hold.dispatched:,}d/{hold.running:,}r"
+        rows.append((name, held, f"oldest {since(hold.oldest_popped_at, overview.taken_at)}"))
+    return listing("runners", rows, ("runner", "held", "since"), room)
+
+
+def failures(overview: Overview, room: int) -> RenderableType:
+    rows = [(reason, f"{count:,}") for reason, count in overview.failures_1h]
+    return listing("failed, last hour", rows, ("reason", "tasks"), room)
+
+
+def unplanned(components: dict[str, Any], room: int) -> RenderableType:
+    """Events the intake planned nothing for, by reason, since the daemon started."""
+    counts = sorted(components.get("unplanned", {}).items(), key=lambda item: (-item[1], item[0]))
+    rows = [(reason, f"{count:,}") for reason, count in counts]
+    return listing("events planning nothing", rows, ("reason", "events"), room)
 
 
 def schedules(overview: Overview) -> Text:
@@ -239,15 +291,28 @@ def blocked(counts: dict[str, int]) -> Text:
     return text.append(" · ".join(f"{reason} {n:,}" for reason, n in counts.items()), style="yellow")
 
 
+def room(height: int, wide: bool) -> int:
+    """Rows each list (runners, failures, top queues) may fill: none beyond one line each on a 24-row
+    terminal, a share of every row above that (two columns side by side leave the left one more)."""
+    spare = max(0, height - COMPACT_HEIGHT)
+    return spare // (2 if wide else 4)
+
+
 def frame(
-    overview: Overview, settings: Settings, width: int, refusals: dict[str, int] | None = None
+    overview: Overview,
+    settings: Settings,
+    width: int,
+    height: int = COMPACT_HEIGHT,
+    refusals: dict[str, int] | None = None,
 ) -> RenderableType:
-    """The whole screen for a console `width` columns wide."""
+    """The whole screen for a console `width` columns wide and `height` rows tall."""
     daemon = live_daemon(overview.daemons)
     components = daemon.components if daemon is not None else {}
     wide = width >= WIDE
+    rows = room(height, wide)
     left: list[RenderableType] = [queues(overview), throughput(overview, width // 2 if wide else width)]
-    left += [outcomes(overview), organisations(overview, 10 if wide else 4)]
+    left += [outcomes(overview), runners(overview, rows), failures(overview, rows)]
+    left.append(organisations(overview, rows))
     if refusals is not None:
         left.append(blocked(refusals))
     right: list[RenderableType] = [
@@ -255,6 +320,7 @@ def frame(
         jobs(components, overview.taken_at),
         services(components),
         intake(components),
+        unplanned(components, rows // 2),
         supervised(components),
     ]
     if not wide:
@@ -282,7 +348,8 @@ def status_command(
     json_output: JsonOption = False,
     interval: IntervalOption = 2.0,
 ) -> None:
-    """Show the queues, throughput, schedules and the daemon's state; live, until Ctrl-C."""
+    """Show the queues, who holds which tasks, recent failures, schedules and the daemon's state; live,
+    until Ctrl-C. With --once, exit 1 when no daemon has sent a heartbeat in the last three intervals."""
     settings = load_settings(config)
     engine = open_read_only(settings)
     clock = SystemClock()
@@ -294,8 +361,11 @@ def status_command(
             typer.echo(json.dumps(document, indent=2, default=str))
         elif once:
             console = Console()
+            overview = snapshot(engine, settings, now)
             refusals = blocked_last_hour(engine, now)
-            console.print(frame(snapshot(engine, settings, now), settings, console.width, refusals))
+            console.print(frame(overview, settings, console.width, console.height, refusals))
+            if not heartbeat_fresh(overview, settings):
+                raise typer.Exit(1)  # for monitoring scripts: the daemon is down, stopped or silent
         else:
             watch(engine, settings, interval)
     finally:
@@ -309,10 +379,8 @@ def watch(engine: Engine, settings: Settings, interval: float) -> None:
         try:
             while True:
                 now = clock.now()
-                screen = frame(
-                    snapshot(engine, settings, now), settings, console.width, blocked_last_hour(engine, now)
-                )
-                live.update(screen, refresh=True)
+                overview, refusals = snapshot(engine, settings, now), blocked_last_hour(engine, now)
+                live.update(frame(overview, settings, console.width, console.height, refusals), refresh=True)
                 time.sleep(interval)  # the pace of a view a person reads
         except KeyboardInterrupt:
             return

@@ -41,6 +41,17 @@ class ScheduleDue:
 
 
 @dataclass(frozen=True)
+class RunnerHold:
+    """The dispatched and running tasks one runner popped, and since when it holds the oldest of them."""
+
+    address: str | None  # None: popped before katsched recorded runners
+    agent: str | None
+    dispatched: int = 0
+    running: int = 0
+    oldest_popped_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class Overview:
     taken_at: datetime
     schedulers: list[SchedulerLoad]
@@ -50,6 +61,8 @@ class Overview:
     swept_24h: int
     top_organisations: list[tuple[str, int]]
     schedules: ScheduleDue
+    holds: list[RunnerHold] = field(default_factory=list)
+    failures_1h: list[tuple[str, int]] = field(default_factory=list)  # (reason, count), most frequent first
     daemons: list[DaemonState] = field(default_factory=list)
 
 
@@ -66,6 +79,8 @@ def take_overview(engine: Engine, now: datetime, *, overdue_after: timedelta, to
             swept_24h=swept,
             top_organisations=_top_organisations(connection, top),
             schedules=_schedules(connection, now, overdue_after),
+            holds=_holds(connection),
+            failures_1h=_failure_reasons(connection, now - timedelta(hours=1), top),
         )
     return Overview(**{**overview.__dict__, "daemons": DaemonStateStore(engine).instances()})
 
@@ -108,19 +123,62 @@ def _minute_bucket(column: ColumnElement[datetime], dialect_name: str) -> Column
 
 
 def _outcomes(connection: Connection, now: datetime) -> tuple[dict[str, int], int]:
+    # Grouped by the reason column itself: PostgreSQL refuses to group by `reason = :param`, as the bound
+    # parameter in the select list and the one in GROUP BY are two different expressions to it.
     since = now - timedelta(hours=24)
     terminal = [status.value for status in sorted(TERMINAL)]
     statement = (
-        select(task_events.c.status, task_events.c.reason == LEASE_EXPIRED, func.count())
+        select(task_events.c.status, task_events.c.reason, func.count())
         .where(task_events.c.changed_at >= since, task_events.c.status.in_(terminal))
-        .group_by(task_events.c.status, task_events.c.reason == LEASE_EXPIRED)
+        .group_by(task_events.c.status, task_events.c.reason)
     )
     outcomes = dict.fromkeys(terminal, 0)
     swept = 0
-    for status, was_swept, count in connection.execute(statement):
+    for status, reason, count in connection.execute(statement):
         outcomes[status] += int(count)
-        swept += int(count) if was_swept else 0
+        swept += int(count) if reason == LEASE_EXPIRED else 0
     return outcomes, swept
+
+
+def _failure_reasons(connection: Connection, since: datetime, top: int) -> list[tuple[str, int]]:
+    count = func.count().label("failures")
+    reason = func.coalesce(task_events.c.reason, "no reason given").label("reason")
+    statement = (
+        select(reason, count)
+        .where(task_events.c.changed_at >= since, task_events.c.status == TaskStatus.FAILED.value)
+        .group_by(reason)
+        .order_by(count.desc(), reason)
+        .limit(top)
+    )
+    return [(text, int(n)) for text, n in connection.execute(statement)]
+
+
+def _holds(connection: Connection) -> list[RunnerHold]:
+    """Held tasks per runner, the runner holding the oldest first."""
+    held = (TaskStatus.DISPATCHED.value, TaskStatus.RUNNING.value)
+    runner = (tasks.c.popped_by_address, tasks.c.popped_by_agent)
+    statement = (
+        select(*runner, tasks.c.status, func.count(), func.min(tasks.c.popped_at))
+        .where(tasks.c.status.in_(held))
+        .group_by(*runner, tasks.c.status)
+    )
+    found: dict[tuple[str | None, str | None], dict[str, Any]] = {}
+    for address, agent, status, count, oldest in connection.execute(statement):
+        entry = found.setdefault((address, agent), {})
+        entry[status] = int(count)
+        popped_at = _aware(oldest)
+        if popped_at is not None and (
+            entry.get("oldest_popped_at") is None or popped_at < entry["oldest_popped_at"]
+        ):
+            entry["oldest_popped_at"] = popped_at
+    holds = [RunnerHold(address, agent, **values) for (address, agent), values in found.items()]
+    return sorted(
+        holds,
+        key=lambda hold: (
+            hold.oldest_popped_at is None,
+            hold.oldest_popped_at or datetime.max.replace(tzinfo=UTC),
+        ),
+    )
 
 
 def _top_organisations(connection: Connection, top: int) -> list[tuple[str, int]]:

@@ -5,8 +5,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
 from katsched.core.models import Organisation
+from katsched.store.engine import build_engine
+from katsched.store.migrate import upgrade
+from tests.conftest import empty_postgres
 from tests.contract.kat_fake_server import KatFakeServer
 from tests.integration.support import HOSTNAME, Run
 from tests.integration.test_intake_publish import Broker, scratch_queue
@@ -55,3 +59,32 @@ def broker() -> Broker:
 def mutations(broker: Broker) -> Iterator[str]:
     """A scratch queue on the real broker, deleted afterwards."""
     yield from scratch_queue(broker)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated, empty database for commands that must work on both dialects: a SQLite file, and the
+    test run's PostgreSQL database (emptied)."""
+    if request.param == "postgres":
+        empty_postgres(request.getfixturevalue("postgres_engine"))
+        yield request.getfixturevalue("postgres_url")
+        return
+    url = f"sqlite:///{tmp_path / 'katsched.db'}"
+    engine = build_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    yield url
+
+
+@pytest.fixture
+def any_engine(any_database_url: str) -> Iterator[Engine]:
+    """The same database as `any_database_url`, for arranging rows and checking them afterwards."""
+    engine = build_engine(any_database_url)
+    yield engine
+    engine.dispose()
+
+
+def write_config(tmp_path: Path, database_url: str, extra: str = "") -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(f'[database]\nurl = "{database_url}"\n{extra}')
+    return path

@@ -10,14 +10,16 @@ from typing import Any
 
 import pytest
 from rich.console import Console
+from sqlalchemy import Engine
 
 from katsched.cli.dashboard import age, frame, snapshot, sparkline
 from katsched.config import Settings
 from katsched.core.models import TaskStatus
 from katsched.store.daemon_state import DaemonState, DaemonStateStore
 from katsched.store.engine import build_engine
+from katsched.store.maintenance import sweep_expired_leases
 from katsched.store.migrate import upgrade
-from katsched.store.queue import NewTask, TaskQueue
+from katsched.store.queue import NewTask, PoppedBy, TaskQueue
 from katsched.store.schedules import ScheduleStore
 from katsched.testing import FakeClock
 
@@ -74,13 +76,14 @@ def database(tmp_path: Path) -> Path:
         queue.push(NewTask("boefje", org, 10, boefje(f"Hostname|internet|h{i}.example", org)))
         clock.advance(seconds=15)
     queue.push(NewTask("report", "acme", 5, {"report_recipe_id": "r1", "organisation_id": "acme"}))
-    popped = queue.pop("boefje", limit=30)
+    popped = queue.pop("boefje", limit=20, popped_by=PoppedBy("10.0.0.7", "boefje-runner/1.0"))
+    popped += queue.pop("boefje", limit=10, popped_by=PoppedBy("cli", "katsched"))
     for task in popped[:20]:
         queue.set_status(task.id, TaskStatus.RUNNING)
     for task in popped[:12]:
         queue.set_status(task.id, TaskStatus.COMPLETED)
     for task in popped[12:15]:
-        queue.set_status(task.id, TaskStatus.FAILED)
+        queue.set_status(task.id, TaskStatus.FAILED, "boefje crashed" if task != popped[14] else None)
     schedules = ScheduleStore(engine, clock)
     for i in range(4):
         deadline = now - timedelta(minutes=i * 9)
@@ -98,14 +101,14 @@ def settings(database: Path) -> Settings:
     return Settings.model_validate({"database": {"url": f"sqlite:///{database}"}})
 
 
-def render(settings: Settings, width: int) -> str:
+def render(settings: Settings, width: int, height: int = 24) -> str:
     engine = build_engine(settings.database.url)
     try:
         overview = snapshot(engine, settings, datetime.now(UTC))
     finally:
         engine.dispose()
-    console = Console(width=width, height=24, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
-    console.print(frame(overview, settings, width))
+    console = Console(width=width, height=height, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    console.print(frame(overview, settings, width, height))
     return console.export_text()
 
 
@@ -131,6 +134,8 @@ def assert_the_content(text: str) -> None:
         "scan_profile_mutations connected",
         "raw_file_received disconnected",
         "recurring running (1 restart)",
+        "10.0.0.7",  # the runner holding the running tasks
+        "boefje crashed 2",  # why tasks failed in the last hour
     ):
         assert expected in text, f"{expected!r} not in the frame:\n{text}"
 
@@ -144,6 +149,19 @@ def test_one_frame_at_80_columns_fits_a_terminal(settings: Settings) -> None:
     assert "│" not in text  # stacked, no side-by-side panels
     queue_line = next(line for line in lines if line.startswith("boefje"))
     assert queue_line.split()[1:4] == ["90", "10", "5"]  # queued, dispatched, running
+    assert "runners: 10.0.0.7 0d/5r oldest 10m" in text and "cli 10d/0r" in text
+    assert "failed, last hour: boefje crashed 2 · no reason given 1" in text
+
+
+def test_a_tall_terminal_gets_longer_lists(settings: Settings) -> None:
+    text = render(settings, 200, 50)
+    lines = text.rstrip("\n").splitlines()
+    assert 24 < len(lines) <= 50 and max(len(line) for line in lines) <= 200
+    flat = " ".join(text.replace("│", " ").split())
+    assert_the_content(flat)
+    assert "stark 15" in flat and "stark" not in render(settings, 80)  # the fifth queue, not only the top four
+    assert "10.0.0.7 boefje-runner/1.0 0d/5r oldest 10m" in flat  # runners with their user agent
+    assert "reason tasks boefje crashed 2 no reason given 1" in flat
 
 
 def test_one_frame_at_160_columns_uses_the_width(settings: Settings) -> None:
@@ -161,12 +179,16 @@ def test_a_silent_daemon_is_reported(settings: Settings, database: Path) -> None
     assert "host1:4242 silent for 5m" in render(settings, 80)
 
 
-def run_status(database: Path, tmp_path: Path, *args: str, columns: int = 80) -> str:
+def status(url: str, tmp_path: Path, *args: str, columns: int = 80) -> subprocess.CompletedProcess[str]:
     config = tmp_path / "status.toml"
-    config.write_text(f'[database]\nurl = "sqlite:///{database}"\n')
+    config.write_text(f'[database]\nurl = "{url}"\n')
     env = {**os.environ, "COLUMNS": str(columns), "LINES": "24"}
     command = [sys.executable, "-m", "katsched", "status", "--config", str(config), *args]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60, check=False)
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=False)
+
+
+def run_status(database: Path, tmp_path: Path, *args: str, columns: int = 80) -> str:
+    result = status(f"sqlite:///{database}", tmp_path, *args, columns=columns)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -204,3 +226,43 @@ def test_sparkline_and_ages() -> None:
     assert sparkline([5, 0, 0], 2) == "  "
     assert sparkline(list(range(1, 101)), 3) == "███"  # only the newest values, scaled among themselves
     assert [age(s) for s in (5, 185, 7800, 90000)] == ["5s", "3m05s", "2h10m", "1d01h"]
+
+
+def test_status_once_fails_when_the_heartbeat_is_older_than_three_intervals(
+    settings: Settings, database: Path, tmp_path: Path
+) -> None:
+    engine = build_engine(settings.database.url)
+    interval = settings.recurring.metrics_interval
+    beat = datetime.now(UTC) - timedelta(seconds=3 * interval + 60)
+    DaemonStateStore(engine).heartbeat("host1:4242", beat, components(beat))
+    engine.dispose()
+    silent = status(f"sqlite:///{database}", tmp_path, "--once")
+    assert silent.returncode == 1
+    assert "host1:4242 silent for" in silent.stdout  # the frame is still printed
+
+
+def test_status_on_both_dialects_shows_holders_and_failure_reasons(
+    any_engine: Engine, any_database_url: str, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    queue = TaskQueue(any_engine, FakeClock(now - timedelta(minutes=30)))
+    for i in range(6):
+        queue.push(NewTask("boefje", "acme", 5, boefje(f"Hostname|internet|h{i}", "acme")))
+    held = queue.pop("boefje", limit=4, popped_by=PoppedBy("10.1.2.3", "runner/2"))
+    queue.set_status(held[0].id, TaskStatus.RUNNING)
+    queue.set_status(held[1].id, TaskStatus.FAILED, "exit code 1")
+    sweep_expired_leases(any_engine, "boefje", now, timedelta(minutes=10), timedelta(hours=1))
+    DaemonStateStore(any_engine).register(DaemonState("h:1", "h", 1, "0.1.0", now, now, components={}))
+
+    result = status(any_database_url, tmp_path, "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["outcomes_24h"] == {"cancelled": 0, "completed": 0, "failed": 3}
+    assert document["swept_24h"] == 2  # the two dispatched ones whose lease ran out
+    assert document["failures_1h"] == [["lease_expired", 2], ["exit code 1", 1]]
+    assert [(h["address"], h["agent"], h["running"]) for h in document["holds"]] == [
+        ("10.1.2.3", "runner/2", 1)
+    ]
+    once = status(any_database_url, tmp_path, "--once")
+    assert once.returncode == 0, once.stderr
+    assert "runners: 10.1.2.3 0d/1r" in once.stdout
