@@ -257,6 +257,22 @@ def test_pop_returns_the_task_as_dispatched_now(api: Api) -> None:
     assert api.queue.qsize("boefje") == 0
 
 
+def test_pop_records_the_runner_without_changing_the_wire(api: Api) -> None:
+    pushed = push(api, boefje_data())
+    api.clock.advance(timedelta(seconds=30))
+    response = api.client.post("/schedulers/boefje/pop", headers={"User-Agent": "boefje-runner/1.2"})
+    [task] = response.json()["results"]
+    assert set(task) == {
+        "id", "scheduler_id", "schedule_id", "organisation", "priority", "status", "type", "hash", "data",
+        "created_at", "modified_at",
+    }  # fmt: skip
+    runner = api.queue.popped_by(uuid.UUID(pushed["id"]))
+    assert runner is not None
+    assert (runner.address, runner.agent) == ("testclient", "boefje-runner/1.2")
+    assert runner.at == api.clock.now()
+    assert set(api.client.get(f"/tasks/{pushed['id']}").json()) == set(task)
+
+
 def test_pop_without_a_limit_hands_out_one_task(api: Api) -> None:
     for name in ("a", "b", "c"):
         push(api, report_data(name), scheduler="report")

@@ -159,7 +159,9 @@ def test_a_tall_terminal_gets_longer_lists(settings: Settings) -> None:
     assert 24 < len(lines) <= 50 and max(len(line) for line in lines) <= 200
     flat = " ".join(text.replace("│", " ").split())
     assert_the_content(flat)
-    assert "stark 15" in flat and "stark" not in render(settings, 80)  # the fifth queue, not only the top four
+    assert "stark 15" in flat and "stark" not in render(
+        settings, 80
+    )  # the fifth queue, not only the top four
     assert "10.0.0.7 boefje-runner/1.0 0d/5r oldest 10m" in flat  # runners with their user agent
     assert "reason tasks boefje crashed 2 no reason given 1" in flat
 

@@ -17,7 +17,13 @@ from katsched.core.models import (
     TaskStatus,
 )
 from katsched.core.push import PushAction, align_ids, check_capacity, decide_push, validated_hash
-from katsched.core.transitions import TERMINAL, allowed_moves, check_transition, lease_expired
+from katsched.core.transitions import (
+    REQUEUEABLE,
+    TERMINAL,
+    allowed_moves,
+    check_transition,
+    lease_expired,
+)
 from katsched.errors import InvalidItem, InvalidTransition, NotAllowed, QueueFull
 
 S = TaskStatus
@@ -174,3 +180,16 @@ def test_align_ids_fills_one_id_from_the_other_and_refuses_conflicts() -> None:
     with pytest.raises(InvalidItem, match="not a valid UUID"):
         align_ids(SchedulerKind.BOEFJE, None, {"id": "nope"})
     assert align_ids(SchedulerKind.REPORT, one, {"report_recipe_id": "r"}) == (one, {"report_recipe_id": "r"})
+
+
+def test_a_finished_task_goes_back_to_the_queue_only_by_an_operator() -> None:
+    for status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
+        with pytest.raises(InvalidTransition, match="the task is finished"):
+            check_transition(status, TaskStatus.QUEUED)
+        check_transition(status, TaskStatus.QUEUED, by_operator=True)
+        assert allowed_moves(status, by_operator=True) == {TaskStatus.QUEUED}
+    with pytest.raises(InvalidTransition, match="allowed: none"):
+        check_transition(TaskStatus.COMPLETED, TaskStatus.QUEUED, by_operator=True)
+    with pytest.raises(InvalidTransition):
+        check_transition(TaskStatus.FAILED, TaskStatus.RUNNING, by_operator=True)
+    assert REQUEUEABLE == {TaskStatus.FAILED, TaskStatus.CANCELLED}
