@@ -40,12 +40,13 @@ def exit_code_for(error: errors.KatschedError) -> int:
 
 def _register_commands() -> None:
     # Imported here so that `katsched --help` stays fast and each module registers on `app` once.
-    from katsched.cli import api, config, daemon, dashboard, db, events, explain, queue, tasks
+    from katsched.cli import api, config, daemon, dashboard, db, events, explain, queue, schedules, tasks
 
     app.add_typer(config.app, name="config")
     app.add_typer(db.app, name="db")
     app.add_typer(events.app, name="events")
     app.add_typer(queue.app, name="queue")
+    app.add_typer(schedules.app, name="schedules")
     app.add_typer(tasks.app, name="tasks")
     api.register(app)
     daemon.register(app)

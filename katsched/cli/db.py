@@ -1,4 +1,5 @@
-"""`katsched db`: the schema, and importing an existing OpenKAT scheduler's data."""
+"""`katsched db`: the schema, pruning by the retention policy, and importing an existing OpenKAT scheduler's
+data."""
 
 from datetime import datetime
 from enum import StrEnum
@@ -6,11 +7,11 @@ from typing import Annotated
 
 import typer
 
-from katsched.cli.common import ConfigOption, JsonOption, console, open_engine
+from katsched.cli.common import ConfigOption, JsonOption, console, open_engine, print_json
 from katsched.config import load_settings
 from katsched.store.migrate import current_revision
 
-app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app = typer.Typer(help="Database schema and retention.", no_args_is_help=True)
 
 
 @app.command("upgrade")
@@ -76,3 +77,42 @@ def import_mula_command(
 
     options = {"dry_run": dry_run, "since": since, "in_flight": in_flight.value, "batch": batch_size}
     run_import(load_settings(config), source, options, as_json=as_json)
+
+
+@app.command("prune")
+def prune_command(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would go; delete nothing.")] = False,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Delete finished tasks older than [retention] tasks_days and status history older than history_days,
+    as the daemon's retention job does (in batches of batch_size, safe beside a running daemon)."""
+    from katsched.clock import SystemClock
+    from katsched.schedulers.sweeps import PruneSummary, RetentionPolicy, prunable, prune_retention
+
+    settings = load_settings(config)
+    engine = open_engine(settings)
+    retention = settings.retention
+    policy = RetentionPolicy(retention.tasks_days, retention.history_days, retention.batch_size)
+    if dry_run:
+        summary = prunable(engine, SystemClock(), policy)
+    else:
+        summary = PruneSummary(complete=False)
+        while not summary.complete:  # the daemon's job stops after max_batches; an operator wants it all
+            run = prune_retention(engine, SystemClock(), policy)
+            summary = PruneSummary(
+                summary.tasks + run.tasks,
+                summary.history + run.history,
+                summary.daemons + run.daemons,
+                run.complete,
+            )
+    counts = {"tasks": summary.tasks, "history": summary.history, "daemons": summary.daemons}
+    if as_json:
+        print_json({"dry_run": dry_run, **counts})
+        return
+    verb = "would delete" if dry_run else "deleted"
+    console.print(
+        f"{verb} {summary.tasks:,} finished task(s) older than {policy.tasks_days} days, "
+        f"{summary.history:,} history row(s) and {summary.daemons:,} daemon record(s) "
+        f"older than {policy.history_days} days"
+    )

@@ -9,7 +9,7 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import Engine
@@ -19,6 +19,7 @@ from katsched.store.daemon_state import DaemonStateStore
 from katsched.store.decisions import prune_decisions
 from katsched.store.maintenance import (
     LEASE_EXPIRED,
+    count_prunable,
     prune_finished_tasks,
     prune_history,
     prune_hour_counts,
@@ -112,11 +113,21 @@ def sweep_stalled(engine: Engine, clock: Clock, timeouts: Mapping[str, LeaseTime
     return summary
 
 
+def _cutoffs(clock: Clock, policy: RetentionPolicy) -> tuple[datetime, datetime]:
+    now = clock.now()
+    return now - timedelta(days=policy.tasks_days), now - timedelta(days=policy.history_days)
+
+
+def prunable(engine: Engine, clock: Clock, policy: RetentionPolicy) -> PruneSummary:
+    """What `prune_retention` would delete now, without deleting it (`katsched db prune --dry-run`)."""
+    task_cutoff, history_cutoff = _cutoffs(clock, policy)
+    tasks, history, daemons = count_prunable(engine, task_cutoff, history_cutoff, history_cutoff)
+    return PruneSummary(tasks=tasks, history=history, daemons=daemons)
+
+
 def prune_retention(engine: Engine, clock: Clock, policy: RetentionPolicy) -> PruneSummary:
     """Delete finished tasks and history older than the retention policy, at most `max_batches` per kind."""
-    now = clock.now()
-    task_cutoff = now - timedelta(days=policy.tasks_days)
-    history_cutoff = now - timedelta(days=policy.history_days)
+    task_cutoff, history_cutoff = _cutoffs(clock, policy)
     tasks, tasks_done = _in_batches(
         lambda: prune_finished_tasks(engine, task_cutoff, policy.batch_size), policy
     )

@@ -3,14 +3,15 @@
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Engine, delete, literal_column, select, update
+from sqlalchemy import ColumnElement, Engine, delete, func, literal_column, select, update
+from sqlalchemy.sql import Select
 
 from katsched.core.models import TaskStatus
 from katsched.core.transitions import TERMINAL
 from katsched.store.counts import hour_key
-from katsched.store.engine import write
+from katsched.store.engine import read, write
 from katsched.store.history import add_reason
-from katsched.store.tables import task_events, task_hour_counts, tasks
+from katsched.store.tables import daemon_state, task_events, task_hour_counts, tasks
 
 LEASE_EXPIRED = "lease_expired"
 DISPATCHED: ColumnElement[str] = literal_column("'dispatched'")
@@ -82,13 +83,15 @@ def requeue_lost_dispatches(
     return [task_id for ids in by_attempt.values() for task_id in ids]
 
 
+def _finished_before(older_than: datetime) -> Select[tuple[uuid.UUID]]:
+    return select(tasks.c.id).where(
+        tasks.c.status.in_([s.value for s in TERMINAL]), tasks.c.modified_at < older_than
+    )
+
+
 def prune_finished_tasks(engine: Engine, older_than: datetime, batch_size: int) -> int:
     """Delete one batch of finished tasks last changed before `older_than` (their history goes with them)."""
-    batch = (
-        select(tasks.c.id)
-        .where(tasks.c.status.in_([s.value for s in TERMINAL]), tasks.c.modified_at < older_than)
-        .limit(batch_size)
-    )
+    batch = _finished_before(older_than).limit(batch_size)
     with write(engine) as connection:
         ids = list(connection.execute(batch).scalars())
         if not ids:
@@ -115,3 +118,21 @@ def prune_hour_counts(engine: Engine, older_than: datetime) -> int:
     statement = delete(task_hour_counts).where(task_hour_counts.c.hour < hour_key(older_than))
     with write(engine) as connection:
         return int(connection.execute(statement).rowcount)
+
+
+def count_prunable(
+    engine: Engine, tasks_before: datetime, history_before: datetime, daemons_before: datetime
+) -> tuple[int, int, int]:
+    """What a full pruning run would delete now: (finished tasks, history rows not deleted with those
+    tasks, daemon rows), counted as `prune_finished_tasks`, `prune_history` and the daemon rows count them."""
+    doomed = _finished_before(tasks_before)
+    statement = select(
+        select(func.count()).select_from(doomed.subquery()).scalar_subquery(),
+        select(func.count())
+        .where(task_events.c.changed_at < history_before, task_events.c.task_id.not_in(doomed))
+        .scalar_subquery(),
+        select(func.count()).where(daemon_state.c.heartbeat_at < daemons_before).scalar_subquery(),
+    )
+    with read(engine) as connection:
+        finished, history, daemons = connection.execute(statement).one()
+    return int(finished), int(history), int(daemons)

@@ -192,4 +192,4 @@ def test_a_finished_task_goes_back_to_the_queue_only_by_an_operator() -> None:
         check_transition(TaskStatus.COMPLETED, TaskStatus.QUEUED, by_operator=True)
     with pytest.raises(InvalidTransition):
         check_transition(TaskStatus.FAILED, TaskStatus.RUNNING, by_operator=True)
-    assert REQUEUEABLE == {TaskStatus.FAILED, TaskStatus.CANCELLED}
+    assert {TaskStatus.FAILED, TaskStatus.CANCELLED} == REQUEUEABLE
