@@ -33,6 +33,7 @@ from katsched.schedulers.normalizer import NormalizerPlanner, NormalizerPlannerS
 from katsched.schedulers.report import ReportPlanner, ReportPlannerSettings
 from katsched.schedulers.summary import PlanSummary
 from katsched.schedulers.sweeps import LeaseTimeouts
+from katsched.schedulers.unplanned import UnplannedEvents
 from katsched.store.decisions import SqlDecisionLog
 from katsched.store.lookups import SqlScheduleStore, SqlTaskStore
 from katsched.store.plugins_seen import SqlSeenPlugins
@@ -146,6 +147,7 @@ class Planners:
     normalizer: NormalizerPlanner
     report: ReportPlanner
     explainer: Explainer
+    unplanned: UnplannedEvents
 
 
 def boefje_planner_settings(settings: Settings) -> BoefjePlannerSettings:
@@ -163,10 +165,16 @@ def boefje_planner_settings(settings: Settings) -> BoefjePlannerSettings:
 
 
 def build_planners(
-    settings: Settings, queue: TaskQueue, engine: Engine, clock: Clock, services: Services
+    settings: Settings,
+    queue: TaskQueue,
+    engine: Engine,
+    clock: Clock,
+    services: Services,
+    known_organisations: Callable[[], Collection[str]] = frozenset,
 ) -> Planners:
     tasks, schedules = SqlTaskStore(queue), SqlScheduleStore(engine, clock)
     decisions = SqlDecisionLog(engine)
+    unplanned = UnplannedEvents(clock, known_organisations=known_organisations)
     report = settings.schedulers.report
     batch = settings.recurring.reschedule_batch_size
     boefje_settings = boefje_planner_settings(settings)
@@ -186,6 +194,7 @@ def build_planners(
         raw_data=services.raw_data,
         settings=boefje_settings,
         decisions=decisions,
+        unplanned=unplanned,
     )
     normalizer_planner = NormalizerPlanner(
         tasks=tasks,
@@ -193,6 +202,7 @@ def build_planners(
         catalog=services.catalog,
         settings=NormalizerPlannerSettings(ranker=settings.schedulers.normalizer.ranker),
         decisions=decisions,
+        unplanned=unplanned,
     )
     explainer = Explainer(
         boefjes=boefje_planner,
@@ -209,6 +219,7 @@ def build_planners(
         normalizer=normalizer_planner,
         report=ReportPlanner(tasks=tasks, clock=clock, schedules=schedules, settings=report_settings),
         explainer=explainer,
+        unplanned=unplanned,
     )
 
 

@@ -113,7 +113,9 @@ class Daemon:
         self.state_store.register(DaemonState(self.instance_id, hostname, pid, __version__, now, now))
         self.queue = TaskQueue(engine, self.clock, _wiring.push_policies(self.settings))
         self.services = _wiring.build_services(self.settings, self.clock)
-        self.planners = _wiring.build_planners(self.settings, self.queue, engine, self.clock, self.services)
+        self.planners = _wiring.build_planners(
+            self.settings, self.queue, engine, self.clock, self.services, self._known_organisations
+        )
         self.supervisor = Supervisor(self._slots())
         self.supervisor.start_all()
         log.info(
@@ -318,6 +320,7 @@ class Daemon:
             "jobs": recurring.summary() if recurring is not None else {},
             "organisations": len(recurring.organisations()) if recurring is not None else 0,
             "swept_total": self.swept_total,
+            "unplanned": self._unplanned_counts(),
             "api": {"enabled": self.settings.api.enabled, "address": self.api_address},
         }
 
@@ -329,6 +332,14 @@ class Daemon:
         queues = (amqp.mutations_queue, amqp.raw_files_queue)
         built = dict(self.consumers)
         return {queue: built[queue].state.value if queue in built else "connecting" for queue in queues}
+
+    def _unplanned_counts(self) -> dict[str, int]:
+        planners = getattr(self, "planners", None)  # absent when the start failed before the planners
+        return planners.unplanned.counts() if planners is not None else {}
+
+    def _known_organisations(self) -> set[str]:
+        """The organisations the recurring jobs last found in the catalogue (empty before the first look)."""
+        return self.recurring.organisations() if self.recurring is not None else set()
 
     def _service_states(self) -> dict[str, str]:
         states = {"database": "ok"}

@@ -43,6 +43,7 @@ from katsched.schedulers.boefje_plan import (
     BoefjePlannerSettings,
     BytesKey,
     Candidate,
+    MutationCandidates,
     Verdict,
     bytes_key,
     candidate,
@@ -70,6 +71,7 @@ from katsched.schedulers.common import (
 )
 from katsched.schedulers.dedup import DuplicateOrganisations
 from katsched.schedulers.summary import PlanSummary
+from katsched.schedulers.unplanned import NO_BOEFJE, UnplannedEvents
 
 logger = logging.getLogger("katsched.schedulers")
 
@@ -123,6 +125,7 @@ class BoefjePlanner:
         settings: BoefjePlannerSettings | None = None,
         uniform: Uniform = random.uniform,
         decisions: DecisionLog | None = None,
+        unplanned: UnplannedEvents | None = None,
     ) -> None:
         self._tasks = tasks
         self._schedules = schedules
@@ -134,6 +137,7 @@ class BoefjePlanner:
         self._settings = settings or BoefjePlannerSettings()
         self._uniform = uniform
         self._decisions = decisions or ForgetDecisions()
+        self._unplanned = unplanned or UnplannedEvents(clock)
         self._duplicates = DuplicateOrganisations(catalog, objects, clock, self._settings.configs_cache_ttl)
 
     @property
@@ -152,24 +156,31 @@ class BoefjePlanner:
         consecutive creates and updates share one lookup and one push; a delete first pushes what came
         before it, then cancels."""
         summary = PlanSummary("boefje.mutation")
-        pending: list[Candidate] = []
+        pending = MutationCandidates()
         with deferring(summary.planner, ",".join(sorted({m.client_id for m in mutations}))):
             for mutation in mutations:
                 if mutation.operation is MutationOperation.DELETE:
-                    self._plan(pending, summary, self._clock.now())
-                    pending = []
+                    self._plan_mutations(pending, summary)
                     self._cancel_for_deleted(mutation, summary)
                 elif mutation.value is None:
                     summary.skip(NO_VALUE)
-                    logger.info(
-                        "mutation_without_value org=%s input_ooi=%s", mutation.client_id, mutation.primary_key
-                    )
+                    self._unplanned.report(mutation.client_id, NO_VALUE, "mutation")
                 else:
-                    pending += self.candidates_for_object(
-                        mutation.client_id, mutation.value, mutation.operation
-                    )
-            self._plan(pending, summary, self._clock.now())
+                    found = self.candidates_for_object(mutation.client_id, mutation.value, mutation.operation)
+                    if not found:
+                        self._unplanned.report(mutation.client_id, NO_BOEFJE, "mutation")
+                    pending.add(mutation.client_id, found)
+            self._plan_mutations(pending, summary)
         return summary
+
+    def _plan_mutations(self, pending: MutationCandidates, summary: PlanSummary) -> None:
+        """Plan the mutations gathered so far together; report each one that planned nothing, and why."""
+        verdicts = self._plan(pending.candidates, summary, self._clock.now())
+        for organisation, start, end in pending.spans:
+            reason = _why_nothing(verdicts[start:end])
+            if reason is not None:
+                self._unplanned.report(organisation, reason, "mutation")
+        pending.clear()
 
     def plan_new_plugins(self, organisation_id: str) -> PlanSummary:
         """Boefjes enabled since the last run → a task per object they may scan. A boefje counts as seen once
@@ -430,3 +441,11 @@ class BoefjePlanner:
             return replace(member, task=member.task.model_copy(update={"deduplication_key": key}))
 
         return [(grouped(twin), DEDUPLICATED) for twin in twins] + [(grouped(item), reason)]
+
+
+def _why_nothing(verdicts: Sequence[Verdict]) -> str | None:
+    """None when one of a mutation's candidates pushed its task; else the first candidate's reason."""
+    if any(v.outcome is not None and v.outcome.result is PushResult.PUSHED for v in verdicts):
+        return None
+    first = verdicts[0]
+    return first.outcome.result.value if first.outcome is not None else str(first.decision.reason)

@@ -4,7 +4,7 @@
 """
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from katsched.core.deadlines import Uniform, next_deadline
@@ -249,3 +249,19 @@ def consumed_types(plugin: Plugin) -> list[str]:
 def scan_levels(plugin: Plugin) -> range:
     """The object scan levels this boefje may scan (its own level and up)."""
     return range(max(plugin.scan_level or 0, 0), MAX_SCAN_LEVEL + 1)
+
+
+@dataclass
+class MutationCandidates:
+    """The candidates of consecutive mutations, and which of them came from which mutation."""
+
+    candidates: list[Candidate] = field(default_factory=list)
+    spans: list[tuple[str, int, int]] = field(default_factory=list)  # (organisation, start, end)
+
+    def add(self, organisation: str, candidates: list[Candidate]) -> None:
+        if candidates:
+            self.spans.append((organisation, len(self.candidates), len(self.candidates) + len(candidates)))
+            self.candidates += candidates
+
+    def clear(self) -> None:
+        self.candidates, self.spans = [], []

@@ -33,6 +33,7 @@ from katsched.schedulers.common import (
     push_and_record,
 )
 from katsched.schedulers.summary import PlanSummary
+from katsched.schedulers.unplanned import NO_NORMALIZER, UnplannedEvents
 
 logger = logging.getLogger("katsched.schedulers")
 
@@ -103,7 +104,9 @@ class NormalizerPlanner:
         clock: Clock,
         settings: NormalizerPlannerSettings | None = None,
         decisions: DecisionLog | None = None,
+        unplanned: UnplannedEvents | None = None,
     ) -> None:
+        self._unplanned = unplanned or UnplannedEvents(clock)
         self._tasks = tasks
         self._decisions = decisions or ForgetDecisions()
         self._catalog = catalog
@@ -117,6 +120,9 @@ class NormalizerPlanner:
         summary = PlanSummary("normalizer.raw_file")
         with deferring(summary.planner, event.organization):
             self._apply(event, self.assess(event), summary)
+        if not summary.created:
+            reason = max(summary.skipped, key=summary.skipped.__getitem__, default=NO_NORMALIZER)
+            self._unplanned.report(event.organization, reason, "raw_file")
         return summary
 
     # -- gather → decide (pure) → apply ----------------------------------------------------------------------

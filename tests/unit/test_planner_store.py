@@ -42,6 +42,7 @@ from katsched.schedulers.boefje import BoefjePlanner
 from katsched.schedulers.boefje_plan import BoefjePlannerSettings
 from katsched.schedulers.normalizer import NormalizerPlanner, NormalizerPlannerSettings
 from katsched.schedulers.report import ReportPlanner, ReportPlannerSettings
+from katsched.schedulers.unplanned import UnplannedEvents
 from katsched.store.decisions import SqlDecisionLog
 from katsched.store.lookups import SqlScheduleStore, SqlTaskStore
 from katsched.store.migrate import MIGRATIONS, upgrade
@@ -162,6 +163,7 @@ class World:
         catalog: PluginCatalog | None = None,
         objects: ObjectGraph | None = None,
         raw_data: RawDataIndex | None = None,
+        unplanned: UnplannedEvents | None = None,
         **settings: Any,
     ) -> BoefjePlanner:
         """A boefje planner on the in-memory services, or on those given (e.g. the real clients)."""
@@ -177,15 +179,23 @@ class World:
             settings=BoefjePlannerSettings(**(fields | settings)),
             uniform=lambda low, high: high,  # the jitter, when there is any, is always its maximum
             decisions=self.decisions,
+            unplanned=unplanned,
         )
 
-    def normalizers(self, *, catalog: PluginCatalog | None = None, **settings: Any) -> NormalizerPlanner:
+    def normalizers(
+        self,
+        *,
+        catalog: PluginCatalog | None = None,
+        unplanned: UnplannedEvents | None = None,
+        **settings: Any,
+    ) -> NormalizerPlanner:
         return NormalizerPlanner(
             tasks=self.task_store,
             catalog=catalog or self.catalog,
             clock=self.clock,
             settings=NormalizerPlannerSettings(**settings),
             decisions=self.decisions,
+            unplanned=unplanned,
         )
 
     def reports(self, **settings: Any) -> ReportPlanner:
