@@ -116,12 +116,14 @@ def test_tasks_show_set_status_and_cancel(katsched: Run) -> None:
     assert katsched("tasks", "set-status", task_id, "running", "--reason", "started").returncode == 0
     shown = json.loads(katsched("tasks", "show", task_id, "--json").stdout)
     assert shown["status"] == "running"
+    assert shown["popped_by"]["address"] == "cli" and shown["popped_by"]["agent"].startswith("katsched/")
     assert [h["status"] for h in shown["history"]] == ["queued", "dispatched", "running"]
     assert shown["history"][-1]["reason"] == "started"
     assert json.loads(katsched("tasks", "cancel", task_id, "--json").stdout)["status"] == "cancelled"
     again = katsched("tasks", "cancel", task_id)
     assert again.returncode == 6 and "the task is finished" in again.stderr
-    assert "history" in katsched("tasks", "show", task_id).stdout
+    shown_to_people = katsched("tasks", "show", task_id).stdout
+    assert "history" in shown_to_people and "popped by cli (katsched/" in shown_to_people
 
 
 def test_db_upgrade_reports_the_head_revision(katsched: Run) -> None:
