@@ -2,9 +2,12 @@
 
 import subprocess
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from katsched.core.models import Plugin
+from katsched.core.hashing import task_hash
+from katsched.core.models import Boefje, BoefjeTask, Plugin
 from tests.contract.kat_fake_server import KatFakeServer
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
@@ -50,3 +53,27 @@ password = "{kat.password}"
 {tail}"""
     )
     return path
+
+
+def queued_boefje_rows(count: int, at: datetime) -> list[dict[str, Any]]:
+    """`count` queued boefje tasks of org1 as table rows, for one fast INSERT (priorities 2 to 51)."""
+    rows = []
+    for i in range(count):
+        payload = BoefjeTask(
+            boefje=Boefje(id="dns"), input_ooi=f"Hostname|internet|h{i}", organization="org1"
+        )
+        rows.append(
+            {
+                "id": payload.id,
+                "scheduler_id": "boefje",
+                "organisation": "org1",
+                "priority": i % 50 + 2,
+                "status": "queued",
+                "type": "boefje",
+                "hash": task_hash(payload),
+                "data": payload.model_dump(mode="json"),
+                "created_at": at,
+                "modified_at": at,
+            }
+        )
+    return rows

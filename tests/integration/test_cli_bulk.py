@@ -14,14 +14,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, insert, select
 
-from katsched.core.hashing import task_hash
-from katsched.core.models import Boefje, BoefjeTask, TaskStatus
+from katsched.core.models import TaskStatus
 from katsched.store.engine import write
 from katsched.store.queue import NewTask, TaskQueue
 from katsched.store.tables import task_events, tasks
 from katsched.testing import FakeClock
 from tests.integration.conftest import write_config
-from tests.integration.support import Run
+from tests.integration.support import Run, queued_boefje_rows
 
 pytestmark = pytest.mark.integration
 
@@ -207,28 +206,8 @@ print(json.dumps(seen))
 
 
 def seed(engine: Engine, count: int) -> None:
-    now = datetime.now(UTC)
-    rows = []
-    for i in range(count):
-        payload = BoefjeTask(
-            boefje=Boefje(id="dns"), input_ooi=f"Hostname|internet|h{i}", organization="org1"
-        )
-        rows.append(
-            {
-                "id": payload.id,
-                "scheduler_id": "boefje",
-                "organisation": "org1",
-                "priority": i % 50 + 2,
-                "status": "queued",
-                "type": "boefje",
-                "hash": task_hash(payload),
-                "data": payload.model_dump(mode="json"),
-                "created_at": now,
-                "modified_at": now,
-            }
-        )
     with write(engine) as connection:
-        connection.execute(insert(tasks), rows)
+        connection.execute(insert(tasks), queued_boefje_rows(count, datetime.now(UTC)))
 
 
 def test_a_purge_beside_a_popping_process_hands_out_nothing_twice(

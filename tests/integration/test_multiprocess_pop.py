@@ -8,13 +8,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert
 
-from katsched.core.hashing import task_hash
-from katsched.core.models import Boefje, BoefjeTask
 from katsched.store.engine import build_engine, write
 from katsched.store.migrate import upgrade
 from katsched.store.queue import TaskQueue
 from katsched.store.tables import tasks
 from katsched.testing import FakeClock
+from tests.integration.support import queued_boefje_rows
 
 pytestmark = pytest.mark.integration
 
@@ -52,25 +51,7 @@ for i in range(int(sys.argv[2])):
 def seed(url: str, clock: FakeClock) -> None:
     engine = build_engine(url)
     upgrade(engine)
-    rows = []
-    for i in range(TASKS):
-        payload = BoefjeTask(
-            boefje=Boefje(id="dns"), input_ooi=f"Hostname|internet|h{i}", organization="org1"
-        )
-        rows.append(
-            {
-                "id": payload.id,
-                "scheduler_id": "boefje",
-                "organisation": "org1",
-                "priority": i % 50 + 2,
-                "status": "queued",
-                "type": "boefje",
-                "hash": task_hash(payload),
-                "data": payload.model_dump(mode="json"),
-                "created_at": clock.now(),
-                "modified_at": clock.now(),
-            }
-        )
+    rows = queued_boefje_rows(TASKS, clock.now())
     with write(engine) as connection:
         connection.execute(insert(tasks), rows)
     engine.dispose()
