@@ -5,7 +5,7 @@ confirmation prompt and the report. The store modules are imported inside the fu
 import re
 import sys
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,6 +16,7 @@ from katsched.core.models import SchedulerKind, TaskStatus
 
 if TYPE_CHECKING:
     from katsched.store.bulk import Selection
+    from katsched.store.queue import TaskQueue
 
 SchedulerFilter = Annotated[
     SchedulerKind | None, typer.Option("--scheduler", "-s", help="Only this scheduler's tasks.")
@@ -89,21 +90,31 @@ def confirm(question: str, *, yes: bool) -> bool:
 
 
 def run_bulk(
+    queue: "TaskQueue",
+    chosen: "Selection",
+    to: TaskStatus,
     *,
     verb: str,
-    matched: int,
     describe: str,
-    act: Callable[[], list[uuid.UUID]],
+    reason: str,
     yes: bool,
     as_json: bool,
+    requeue: bool = False,
     extra: dict[str, int] | None = None,
 ) -> None:
-    """Ask (`verb` `matched` `describe`?), act, report; nothing to do and declining change nothing."""
+    """Count, ask (`verb` N `describe`?), move at most that many tasks to `to`, report. Nothing to do, or
+    a "no", changes nothing."""
+    from katsched.store import bulk
+
+    eligible = bulk.requeueable if requeue else bulk.selected
+    matched = bulk.count(queue.engine, chosen, eligible)
     document: dict[str, object] = {"action": verb, "matched": matched, **(extra or {})}
     if matched and not confirm(f"{verb} {matched:,} {describe}?", yes=yes):
         typer.echo("katsched: not confirmed, nothing changed", err=True)
         raise typer.Exit(1)
-    changed = act() if matched else []
+    changed = bulk.change_status(
+        queue.engine, queue.clock, chosen, to, reason, at_most=matched, eligible=eligible
+    )
     document |= {"changed": len(changed), "task_ids": [str(task_id) for task_id in changed]}
     if as_json:
         print_json(document)

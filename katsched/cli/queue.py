@@ -163,17 +163,16 @@ def purge_command(
     """Empty a queue: cancel every queued task of the scheduler (narrowed by the options), after showing how
     many and asking. The tasks stay, cancelled, with the reason in their history; dispatched and running
     tasks are left to their runners."""
-    from katsched.store import bulk
-
     chosen = selection(
         [TaskStatus.QUEUED], scheduler=scheduler, org=org, older_than=older_than, filter_=filter_
     )
-    queue = open_queue(config)
     run_bulk(
+        open_queue(config),
+        chosen,
+        TaskStatus.CANCELLED,
         verb="purge",
-        matched=bulk.count(queue.engine, chosen),
         describe=f"queued task(s) from {scheduler.value}",
-        act=lambda: bulk.change_status(queue.engine, queue.clock, chosen, TaskStatus.CANCELLED, PURGED),
+        reason=PURGED,
         yes=yes,
         as_json=as_json,
     )

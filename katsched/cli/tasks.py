@@ -120,20 +120,18 @@ def cancel_command(
         console.print(f"cancelled {task.id}")
         return
     from katsched.core.transitions import check_transition
-    from katsched.store import bulk
 
     statuses = statuses_or(status, [TaskStatus.QUEUED])
     for current in statuses:
         check_transition(current, TaskStatus.CANCELLED)
     chosen = selection(statuses, scheduler=scheduler, org=org, older_than=older_than, filter_=filter_)
-    queue = open_queue(config)
     run_bulk(
+        open_queue(config),
+        chosen,
+        TaskStatus.CANCELLED,
         verb="cancel",
-        matched=bulk.count(queue.engine, chosen),
         describe=f"{'/'.join(statuses)} task(s)",
-        act=lambda: bulk.change_status(
-            queue.engine, queue.clock, chosen, TaskStatus.CANCELLED, OPERATOR_CANCELLED
-        ),
+        reason=OPERATOR_CANCELLED,
         yes=yes,
         as_json=as_json,
     )
@@ -164,20 +162,21 @@ def requeue_command(
         statuses, scheduler=scheduler, org=org, older_than=older_than, filter_=filter_, task_id=task_id
     )
     queue = open_queue(config)
-    matched = bulk.count(queue.engine, chosen)
+    selected = bulk.count(queue.engine, chosen)
     eligible = bulk.count(queue.engine, chosen, bulk.requeueable)
     if single and not eligible:
         _explain_refused_requeue(queue, task_id)
     run_bulk(
+        queue,
+        chosen,
+        TaskStatus.QUEUED,
         verb="requeue",
-        matched=eligible,
         describe=f"{'/'.join(statuses)} task(s)",
-        act=lambda: bulk.change_status(
-            queue.engine, queue.clock, chosen, TaskStatus.QUEUED, OPERATOR_REQUEUED, eligible=bulk.requeueable
-        ),
+        reason=OPERATOR_REQUEUED,
         yes=yes or single,
         as_json=as_json,
-        extra={"selected": matched, "queued_twin": matched - eligible},
+        requeue=True,
+        extra={"selected": selected, "queued_twin": selected - eligible},
     )
 
 

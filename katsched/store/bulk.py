@@ -64,7 +64,7 @@ def _on(alias: FromClause, clause: ColumnElement[bool]) -> ColumnElement[bool]:
     return adapted
 
 
-def _selected(alias: FromClause, selection: Selection) -> ColumnElement[bool]:
+def selected(alias: FromClause, selection: Selection) -> ColumnElement[bool]:
     return _on(alias, selection.where())
 
 
@@ -78,16 +78,16 @@ def requeueable(alias: FromClause, selection: Selection) -> ColumnElement[bool]:
     newer_sibling = exists().where(
         newer.c.scheduler_id == alias.c.scheduler_id,
         newer.c.hash == alias.c.hash,
-        _selected(newer, selection),
+        selected(newer, selection),
         or_(
             newer.c.modified_at > alias.c.modified_at,
             and_(newer.c.modified_at == alias.c.modified_at, newer.c.id > alias.c.id),
         ),
     )
-    return and_(_selected(alias, selection), ~queued_twin, ~newer_sibling)
+    return and_(selected(alias, selection), ~queued_twin, ~newer_sibling)
 
 
-def count(engine: Engine, selection: Selection, eligible: Eligible = _selected) -> int:
+def count(engine: Engine, selection: Selection, eligible: Eligible = selected) -> int:
     """How many tasks an action with `eligible` would change now."""
     candidate = tasks.alias("candidate")
     statement = select(func.count()).select_from(candidate).where(eligible(candidate, selection))
@@ -102,17 +102,24 @@ def change_status(
     to: TaskStatus,
     reason: str,
     *,
-    eligible: Eligible = _selected,
+    at_most: int,
+    eligible: Eligible = selected,
     batch_size: int = BATCH_SIZE,
 ) -> list[uuid.UUID]:
-    """Move every task `eligible` under `selection` to `to`, `batch_size` at a time; the ids moved. Each move
-    is recorded in the task's history with `reason`. A requeue passes `eligible=requeueable`."""
+    """Move up to `at_most` tasks `eligible` under `selection` to `to` (the number the operator agreed to),
+    `batch_size` at a time; the ids moved. Each move is recorded in the task's history with `reason`. A
+    requeue passes `eligible=requeueable`.
+
+    Only an empty batch ends it early: on PostgreSQL a batch can come back short while more tasks match
+    (rows a concurrent pop held were re-checked and skipped)."""
     changed: list[uuid.UUID] = []
-    while True:
-        batch = _change_batch(engine, clock.now(), selection, to, reason, eligible, batch_size)
+    while len(changed) < at_most:
+        size = min(batch_size, at_most - len(changed))
+        batch = _change_batch(engine, clock.now(), selection, to, reason, eligible, size)
+        if not batch:
+            break
         changed += batch
-        if len(batch) < batch_size:
-            return changed
+    return changed
 
 
 def _change_batch(
