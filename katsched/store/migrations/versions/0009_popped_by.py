@@ -3,8 +3,8 @@
 Nullable, so existing rows and tasks never popped stay as they were. The API's Task documents leave these
 columns out (the wire format is the original scheduler's); `katsched tasks show` and `status` read them.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0009
+Revises: 0008
 """
 
 from collections.abc import Sequence
@@ -14,8 +14,8 @@ from alembic import op
 
 import katsched.store.types
 
-revision: str = "0006"
-down_revision: str | None = "0005"
+revision: str = "0009"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
