@@ -127,6 +127,7 @@ def prunable(engine: Engine, clock: Clock, policy: RetentionPolicy) -> PruneSumm
 
 def prune_retention(engine: Engine, clock: Clock, policy: RetentionPolicy) -> PruneSummary:
     """Delete finished tasks and history older than the retention policy, at most `max_batches` per kind."""
+    now = clock.now()
     task_cutoff, history_cutoff = _cutoffs(clock, policy)
     tasks, tasks_done = _in_batches(
         lambda: prune_finished_tasks(engine, task_cutoff, policy.batch_size), policy

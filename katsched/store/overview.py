@@ -15,7 +15,7 @@ from katsched.store.daemon_state import DaemonState, DaemonStateStore
 from katsched.store.engine import read
 from katsched.store.maintenance import LEASE_EXPIRED
 from katsched.store.schedules import has_active_task
-from katsched.store.tables import schedules, task_events
+from katsched.store.tables import schedules, task_events, tasks
 
 SCHEDULERS = ("boefje", "normalizer", "report")
 IN_FLIGHT = (TaskStatus.QUEUED.value, TaskStatus.DISPATCHED.value, TaskStatus.RUNNING.value)
