@@ -6,6 +6,7 @@ values the field defaults.
 """
 
 import textwrap
+from collections.abc import Mapping
 from typing import Any
 
 import tomli_w
@@ -21,23 +22,25 @@ _HEADER = """\
 #
 # Every key is shown with its default value, so a key you do not change can be deleted. katsched reads
 # the file named by --config, else $KATSCHED_CONFIG, else /etc/katsched/config.toml, else ./config.toml.
-# Check a file with `katsched config check PATH`; see the effective settings with `katsched config show`.
+# Check a file with `katsched config check --config PATH`; see the effective settings with
+# `katsched config show --config PATH`. A relative SQLite path is relative to the directory of this file.
 # Durations are whole seconds unless a comment says otherwise."""
 
 
-def render_example() -> str:
+def render_example(values: Mapping[str, Any] | None = None) -> str:
+    """The example with every default; `values` ({"database.url": ...}) replaces some of them."""
     lines = _HEADER.splitlines()
-    _render_table(Settings, "", lines)
+    _render_table(Settings, "", lines, values or {})
     return "\n".join(lines) + "\n"
 
 
-def _render_table(model: type[BaseModel], path: str, lines: list[str]) -> None:
+def _render_table(model: type[BaseModel], path: str, lines: list[str], values: Mapping[str, Any]) -> None:
     header_written = False
     for name, info in model.model_fields.items():
         nested = _model_of(info)
         if nested is not None:
             lines += ["", *_comment(info)]
-            _render_table(nested, f"{path}.{name}" if path else name, lines)
+            _render_table(nested, f"{path}.{name}" if path else name, lines, values)
             continue
         item = _list_item_model(info)
         if item is not None:
@@ -50,7 +53,10 @@ def _render_table(model: type[BaseModel], path: str, lines: list[str]) -> None:
         else:
             lines.append("")
         lines += _comment(info)
-        value = _assignment(name, info.get_default(call_default_factory=True))
+        key = f"{path}.{name}"
+        value = _assignment(
+            name, values[key] if key in values else info.get_default(call_default_factory=True)
+        )
         # A key that follows another one (reschedule_interval follows interval) stays commented out, so that
         # changing the one it follows keeps working.
         lines.append(f"# {value}" if field_extra(info).get("default_from") else value)

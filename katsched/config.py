@@ -54,8 +54,9 @@ class DatabaseSettings(_Section):
     url: str = Field(
         "sqlite:///katsched.db",
         pattern=_DATABASE_URL,
-        description="SQLAlchemy URL of the task database: sqlite:///relative/path, sqlite:////absolute/path "
-        "or postgresql+psycopg://user:password@host:5432/name.",
+        description="SQLAlchemy URL of the task database: sqlite:////absolute/path, sqlite:///path relative "
+        "to the directory of the config file, or postgresql+psycopg://user:password@host:5432/name (which "
+        "needs katsched's postgres extra).",
         json_schema_extra={"expects": "a sqlite:// or postgresql:// URL"},
     )
     busy_timeout_ms: int = _number(
@@ -390,8 +391,24 @@ def load_settings(path: Path | None = None) -> Settings:
     except UnicodeDecodeError:
         raise ConfigError(f"{found}: cannot read: not UTF-8 text") from None
     settings = settings_from_toml(text, str(found))
+    url = anchored_database_url(settings.database.url, found.absolute().parent)
+    # Only a path the file writes is the file's: the default stays relative to the working directory.
+    if url != settings.database.url and "url" in settings.database.model_fields_set:
+        settings = settings.model_copy(update={"database": settings.database.model_copy(update={"url": url})})
     settings._config_path = found
     return settings
+
+
+def anchored_database_url(url: str, directory: Path) -> str:
+    """`url` with a relative SQLite path made absolute against `directory`, the config file's directory, so
+    that a command run from anywhere opens the database the file names."""
+    scheme, separator, rest = url.partition(":///")
+    if not separator or not scheme.startswith("sqlite"):
+        return url
+    path, question, query = rest.partition("?")
+    if path in ("", ":memory:") or path.startswith(("/", "~", "file:")):
+        return url
+    return f"{scheme}:///{directory / path}{question}{query}"
 
 
 def settings_from_toml(text: str, source: str) -> Settings:

@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from katsched import __version__, _wiring
+from katsched.api.server import bind
 from katsched.clock import Clock, SystemClock
 from katsched.config import Settings, load_settings
 from katsched.errors import ConfigError, KatschedError
@@ -106,6 +107,8 @@ class Daemon:
         return self._stop(self._supervise())
 
     def _start(self) -> None:
+        if self.settings.api.enabled:  # a port in use ends the start at once, before the store is touched
+            bind(self.settings.api.host, self.settings.api.port).close()
         engine = self._open_store()
         self.state_store = DaemonStateStore(engine)
         now = self.clock.now()

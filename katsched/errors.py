@@ -6,6 +6,7 @@ one-line message and an exit code (see ``katsched.cli``), the HTTP API to a stat
     KatschedError
     ├── ConfigError            a config file that cannot be used
     ├── StorageError           the database failed
+    ├── StartupError           the daemon or API cannot start (port in use, …): exit 1 before READY
     ├── ServiceError           a KAT service (Katalogus, Octopoes, Bytes) failed
     │   └── ServiceUnavailable   transient: refused, timed out, 5xx
     ├── MessageError           a RabbitMQ message that cannot be decoded
@@ -19,6 +20,8 @@ one-line message and an exit code (see ``katsched.cli``), the HTTP API to a stat
         └── FilterError          a malformed filter
 """
 
+import uuid
+
 
 class KatschedError(Exception):
     """Root of every error katsched raises on purpose."""
@@ -30,6 +33,10 @@ class ConfigError(KatschedError):
 
 class StorageError(KatschedError):
     """The database could not complete an operation."""
+
+
+class StartupError(KatschedError):
+    """The daemon or the API cannot start: a port in use, an unusable database. Fatal, before READY."""
 
 
 class ServiceError(KatschedError):
@@ -66,6 +73,9 @@ class QueueFull(QueueError):
 
 class NotAllowed(QueueError):
     """The push policy forbids this push."""
+
+    # The queued task the push duplicates, when there is one: the CLI names it; the API keeps mula's wording.
+    twin_id: uuid.UUID | None = None
 
 
 class InvalidTransition(QueueError):

@@ -16,7 +16,7 @@ from enum import StrEnum
 from types import TracebackType
 from typing import Protocol
 
-from katsched.errors import ConfigError
+from katsched.errors import ConfigError, StartupError
 
 log = logging.getLogger("katsched.supervisor")
 
@@ -123,7 +123,7 @@ class Supervisor:
         try:
             slot.component = slot.factory()
             slot.component.start()
-        except ConfigError as error:
+        except (ConfigError, StartupError) as error:
             slot.state = State.FAILED
             slot.last_error = str(error)
             raise Fatal(f"component {slot.name} cannot start: {error}") from error

@@ -12,22 +12,34 @@ import threading
 import uvicorn
 from starlette.types import ASGIApp
 
+from katsched.errors import StartupError
+
 logger = logging.getLogger("katsched.api")
 
 
 def bind(host: str, port: int) -> socket.socket:
-    family, kind, protocol, _name, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    listener = socket.socket(family, kind, protocol)
+    """A listening socket; one that cannot be had is a StartupError of one line (`api: cannot listen on
+    127.0.0.1:8004: address already in use`)."""
+    try:
+        family, kind, protocol, _name, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        listener = socket.socket(family, kind, protocol)
+    except OSError as exc:
+        raise _cannot_listen(host, port, exc) from None
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(address)
         listener.listen(2048)
-    except OSError:
+    except OSError as exc:
         listener.close()
-        raise
+        raise _cannot_listen(host, port, exc) from None
     return listener
+
+
+def _cannot_listen(host: str, port: int, exc: OSError) -> StartupError:
+    reason = (exc.strerror or str(exc)).lower()
+    return StartupError(f"api: cannot listen on {host}:{port}: {reason}")
 
 
 class ApiServer:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from katsched.cli.common import ConfigOption
+from katsched.errors import StartupError, StorageError
 
 HostOption = Annotated[
     str | None, typer.Option("--host", help="Listen address (default: api.host in the config).")
@@ -18,19 +19,26 @@ PortOption = Annotated[
 
 
 def api_command(config: ConfigOption = None, host: HostOption = None, port: PortOption = None) -> None:
-    """Serve the runner/UI HTTP API until SIGINT or SIGTERM, without the daemon's planners and consumers."""
+    """Serve the HTTP API alone, without planners or consumers.
+
+    For testing, and for running the runner/UI API on its own; until SIGINT or SIGTERM."""
     from katsched import __version__
     from katsched.api import ApiServer, create_app
-    from katsched.cli.common import open_engine, push_policies
+    from katsched.api.server import bind
+    from katsched.cli.common import load, open_engine, push_policies
     from katsched.clock import SystemClock
-    from katsched.config import load_settings
     from katsched.logs import configure_logging, secrets_of
     from katsched.store.queue import TaskQueue
     from katsched.store.schedules import ScheduleStore
 
-    settings = load_settings(config)
+    settings = load(config)
     configure_logging(settings.logging, secrets=secrets_of(settings))
-    engine = open_engine(settings)
+    host, port = host or settings.api.host, settings.api.port if port is None else port
+    bind(host, port).close()  # a port in use ends the start at once, before the store is touched
+    try:
+        engine = open_engine(settings)
+    except StorageError as error:  # like the daemon: a server that cannot start exits 1
+        raise StartupError(str(error)) from None
     clock = SystemClock()
     app = create_app(
         TaskQueue(engine, clock, push_policies(settings)),
@@ -40,9 +48,13 @@ def api_command(config: ConfigOption = None, host: HostOption = None, port: Port
         max_body_bytes=settings.api.max_body_bytes,
         version=__version__,
     )
-    server = ApiServer(app, host or settings.api.host, settings.api.port if port is None else port)
+    server = ApiServer(app, host, port)
     stop = _stop_on_signals()
-    server.start()
+    try:
+        server.start()
+    except StartupError:
+        engine.dispose()
+        raise
     typer.echo(f"katsched api listening on {server.url}", err=True)
     while not stop.wait(1.0) and server.is_alive():
         pass
@@ -61,7 +73,3 @@ def _stop_on_signals() -> threading.Event:
     signal.signal(signal.SIGINT, handle)
     signal.signal(signal.SIGTERM, handle)
     return stop
-
-
-def register(app: typer.Typer) -> None:
-    app.command("api")(api_command)

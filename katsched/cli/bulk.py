@@ -119,4 +119,4 @@ def run_bulk(
     if as_json:
         print_json(document)
         return
-    console.print(f"{verb}: {len(changed):,} {describe}" + (f" ({matched:,} matched)" if matched else ""))
+    console().print(f"{verb}: {len(changed):,} {describe}" + (f" ({matched:,} matched)" if matched else ""))

@@ -11,8 +11,9 @@ import tomli_w
 import typer
 
 from katsched._config_example import render_example
-from katsched.config import SCHEDULER_NAMES, load_settings, redacted, settings_from_toml
-from katsched.errors import ConfigError
+from katsched.cli.common import ConfigOption
+from katsched.config import SCHEDULER_NAMES, SYSTEM_CONFIG_PATH, load_settings, redacted, settings_from_toml
+from katsched.errors import ConfigError, StorageError
 
 app = typer.Typer(
     help="Write, check and show the configuration file.",
@@ -21,40 +22,66 @@ app = typer.Typer(
 )
 
 
+PathArgument = Annotated[str | None, typer.Argument(help="The file (same as --config).", show_default=False)]
+SYSTEM_DATABASE = Path("/var/lib/katsched/katsched.db")
+
+
+def _one_path(positional: str | None, option: str | Path | None) -> str | None:
+    """`config check FILE` and `config check --config FILE` both work; two different files do not."""
+    if positional is not None and option is not None and Path(positional) != Path(option):
+        raise typer.BadParameter(f"two files given: {positional} and {option}", param_hint="--config")
+    chosen = positional if positional is not None else option
+    return None if chosen is None else str(chosen)
+
+
+def database_for(config_file: str) -> Path:
+    """Where a new config file keeps its SQLite database: /var/lib/katsched for the system config (the
+    unit's StateDirectory), else beside the file. Absolute, so that any working directory finds it."""
+    directory = Path.cwd() if config_file == "-" else Path(config_file).absolute().parent
+    return SYSTEM_DATABASE if directory == SYSTEM_CONFIG_PATH.parent else directory / "katsched.db"
+
+
 @app.command()
 def init(
-    path: Annotated[str, typer.Argument(help="File to write; - writes to standard output.")] = "config.toml",
+    path: PathArgument = None,
+    config: ConfigOption = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
-    """Write a commented configuration file with every key at its default."""
-    text = render_example()
-    if path == "-":
+    """Write a commented configuration file with every key at its default; - writes to standard output."""
+    target = _one_path(path, config) or "config.toml"
+    text = render_example({"database.url": f"sqlite:///{database_for(target)}"})
+    if target == "-":
         typer.echo(text, nl=False)
         return
     try:
-        with open(path, "w" if force else "x", encoding="utf-8") as file:
+        with open(target, "w" if force else "x", encoding="utf-8") as file:
             file.write(text)
     except FileExistsError:
-        raise ConfigError(f"{path}: already exists; use --force to overwrite it") from None
+        raise ConfigError(f"{target}: already exists; use --force to overwrite it") from None
     except OSError as error:
-        raise ConfigError(f"{path}: cannot write: {error.strerror or error}") from None
-    typer.echo(f"wrote {path}")
+        raise ConfigError(f"{target}: cannot write: {error.strerror or error}") from None
+    typer.echo(f"wrote {target} (database: {database_for(target)})")
 
 
 @app.command()
-def check(
-    path: Annotated[
-        Path | None, typer.Argument(help="File to check; default: the file katsched would load.")
-    ] = None,
-) -> None:
-    """Validate a configuration file: prints ok, or the problem and exits with 2."""
-    settings = load_settings(path)
-    typer.echo(f"ok: {settings.config_path or 'no config file found; built-in defaults'}")
+def check(path: PathArgument = None, config: ConfigOption = None) -> None:
+    """Validate a configuration file and load the driver of its database: prints ok, or the problem and
+    exits with 2. Default: the file katsched would load."""
+    from katsched.store.engine import build_engine
+
+    chosen = _one_path(path, config)
+    settings = load_settings(None if chosen is None else Path(chosen))
+    source = settings.config_path or "no config file found; built-in defaults"
+    try:  # builds no connection: only imports the driver the URL names
+        build_engine(settings.database.url, read_only=True).dispose()
+    except StorageError as error:
+        raise ConfigError(f"{source}: database.url: {error}") from None
+    typer.echo(f"ok: {source}")
 
 
 @app.command()
 def show(
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="Configuration file to read.")] = None,
+    config: ConfigOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of TOML.")] = False,
 ) -> None:
     """Print the effective settings, defaults included, with secrets shown as ***."""

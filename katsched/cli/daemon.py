@@ -10,7 +10,3 @@ def daemon_command(config: ConfigOption = None) -> None:
     from katsched.daemon import run
 
     raise typer.Exit(run(config))
-
-
-def register(app: typer.Typer) -> None:
-    app.command("daemon")(daemon_command)

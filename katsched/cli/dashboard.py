@@ -5,33 +5,30 @@ daemon's heartbeat row, so it works from any machine that can read the database,
 runs. At 80 columns the sections stack; from 120 columns they sit in two columns.
 """
 
-import json
+from __future__ import annotations
+
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console, Group, RenderableType
-from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
 
-from katsched.cli.common import ConfigOption, JsonOption
+from katsched.cli.common import ConfigOption, JsonOption, open_read_only, print_json
 from katsched.clock import SystemClock
 from katsched.config import Settings, load_settings
 from katsched.core.explain import BLOCKING
-from katsched.errors import StorageError
-from katsched.store.daemon_state import DaemonState
-from katsched.store.decisions import count_refusals
-from katsched.store.engine import build_engine
-from katsched.store.migrate import current_revision, head_revision
-from katsched.store.overview import Overview, take_overview
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from katsched.store.daemon_state import DaemonState
+    from katsched.store.overview import Overview
 
 WIDE = 120
 COMPACT_HEIGHT = 24  # the classic terminal: every list is one line
@@ -42,21 +39,9 @@ STATE_STYLE = {"ok": "green", "connected": "green", "running": "green", "static"
 # -- data ------------------------------------------------------------------------------------------------
 
 
-def open_read_only(settings: Settings) -> Engine:
-    """The configured database as it is: never created or migrated here (the daemon and `db upgrade` do)."""
-    url = make_url(settings.database.url)
-    file = url.database if url.get_backend_name() == "sqlite" and url.database != ":memory:" else None
-    if file and not Path(file).expanduser().exists():
-        raise StorageError(f"no database at {file}: start the daemon or run `katsched db upgrade`")
-    engine = build_engine(
-        settings.database.url, busy_timeout_ms=settings.database.busy_timeout_ms, pool_size=1
-    )
-    if current_revision(engine) != head_revision(engine):
-        raise StorageError("the database schema is not up to date: run `katsched db upgrade`")
-    return engine
-
-
 def snapshot(engine: Engine, settings: Settings, now: datetime) -> Overview:
+    from katsched.store.overview import take_overview
+
     overdue_after = timedelta(seconds=max(3 * settings.recurring.reschedule_interval, 300))
     return take_overview(engine, now, overdue_after=overdue_after)
 
@@ -281,6 +266,8 @@ def supervised(components: dict[str, Any]) -> Text:
 def blocked_last_hour(engine: Engine, now: datetime) -> dict[str, int]:
     """The planners' refusals an operator must act on, of the last hour, counted by reason (`explain` tells
     which objects): from the last decision kept per organisation, subject and plugin."""
+    from katsched.store.decisions import count_refusals
+
     return count_refusals(engine, now - timedelta(hours=1), sorted(BLOCKING))
 
 
@@ -348,8 +335,10 @@ def status_command(
     json_output: JsonOption = False,
     interval: IntervalOption = 2.0,
 ) -> None:
-    """Show the queues, who holds which tasks, recent failures, schedules and the daemon's state; live,
-    until Ctrl-C. With --once, exit 1 when no daemon has sent a heartbeat in the last three intervals."""
+    """Show the queues, runners, failures and the daemon, live until Ctrl-C.
+
+    Who holds which tasks, recent failures, schedules and the daemon's state. With --once, exit 1 when no
+    daemon has sent a heartbeat in the last three intervals."""
     settings = load_settings(config)
     engine = open_read_only(settings)
     clock = SystemClock()
@@ -358,7 +347,7 @@ def status_command(
         if json_output:
             document = as_json(snapshot(engine, settings, now), settings)
             document["blocked_last_hour"] = blocked_last_hour(engine, now)
-            typer.echo(json.dumps(document, indent=2, default=str))
+            print_json(document)
         elif once:
             console = Console()
             overview = snapshot(engine, settings, now)
@@ -373,6 +362,8 @@ def status_command(
 
 
 def watch(engine: Engine, settings: Settings, interval: float) -> None:
+    from rich.live import Live
+
     console = Console()
     clock = SystemClock()
     with Live(console=console, auto_refresh=False, screen=console.is_terminal, transient=False) as live:
@@ -384,7 +375,3 @@ def watch(engine: Engine, settings: Settings, interval: float) -> None:
                 time.sleep(interval)  # the pace of a view a person reads
         except KeyboardInterrupt:
             return
-
-
-def register(app: typer.Typer) -> None:
-    app.command("status")(status_command)

@@ -7,9 +7,7 @@ from typing import Annotated
 
 import typer
 
-from katsched.cli.common import ConfigOption, JsonOption, console, open_engine, print_json
-from katsched.config import load_settings
-from katsched.store.migrate import current_revision
+from katsched.cli.common import ConfigOption, JsonOption, console, load, open_engine, print_json
 
 app = typer.Typer(help="Database schema and retention.", no_args_is_help=True)
 
@@ -17,9 +15,10 @@ app = typer.Typer(help="Database schema and retention.", no_args_is_help=True)
 @app.command("upgrade")
 def upgrade_command(config: ConfigOption = None) -> None:
     """Apply every pending migration (the daemon also does this when it starts)."""
-    settings = load_settings(config)
-    engine = open_engine(settings)
-    console.print(f"database at revision {current_revision(engine)}")
+    from katsched.store.migrate import current_revision
+
+    engine = open_engine(load(config))
+    console().print(f"database at revision {current_revision(engine)}")
 
 
 SourceOption = Annotated[
@@ -76,7 +75,7 @@ def import_mula_command(
     from katsched.cli.mula import run_import  # the import's modules load only for this command
 
     options = {"dry_run": dry_run, "since": since, "in_flight": in_flight.value, "batch": batch_size}
-    run_import(load_settings(config), source, options, as_json=as_json)
+    run_import(load(config), source, options, as_json=as_json)
 
 
 @app.command("prune")
@@ -90,7 +89,7 @@ def prune_command(
     from katsched.clock import SystemClock
     from katsched.schedulers.sweeps import PruneSummary, RetentionPolicy, prunable, prune_retention
 
-    settings = load_settings(config)
+    settings = load(config)
     engine = open_engine(settings)
     retention = settings.retention
     policy = RetentionPolicy(retention.tasks_days, retention.history_days, retention.batch_size)
@@ -111,7 +110,7 @@ def prune_command(
         print_json({"dry_run": dry_run, **counts})
         return
     verb = "would delete" if dry_run else "deleted"
-    console.print(
+    console().print(
         f"{verb} {summary.tasks:,} finished task(s) older than {policy.tasks_days} days, "
         f"{summary.history:,} history row(s) and {summary.daemons:,} daemon record(s) "
         f"older than {policy.history_days} days"

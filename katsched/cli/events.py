@@ -7,10 +7,7 @@ from typing import Annotated
 
 import typer
 
-from katsched.cli.common import ConfigOption, JsonOption, console, print_json
-from katsched.config import load_settings
-from katsched.intake.messages import sample_mutation, sample_raw_file
-from katsched.intake.publish import Publisher, broker_address
+from katsched.cli.common import ConfigOption, JsonOption, console, load, print_json
 
 app = typer.Typer(help="Publish sample OpenKAT events to RabbitMQ.", no_args_is_help=True)
 publish_test = typer.Typer(
@@ -27,13 +24,15 @@ QueueOption = Annotated[str | None, typer.Option("--queue", help="Queue (default
 
 
 def _publish(url: str, queue: str, body: bytes, *, persistent: bool, as_json: bool, what: str) -> None:
+    from katsched.intake.publish import Publisher, broker_address
+
     with Publisher(url) as publisher:
         publisher.declare(queue)
         publisher.publish(queue, body, persistent=persistent)
     if as_json:
         print_json({"queue": queue, "broker": broker_address(url), "body": json.loads(body)})
     else:
-        console.print(
+        console().print(
             f"published {what} to {queue} at {broker_address(url)}", soft_wrap=True, highlight=False
         )
 
@@ -42,7 +41,11 @@ def _publish(url: str, queue: str, body: bytes, *, persistent: bool, as_json: bo
 def mutation_command(
     org: OrgOption,
     ooi: Annotated[
-        str, typer.Option("--ooi", help="Object reference, e.g. Hostname|internet|example.com.")
+        str,
+        typer.Option(
+            "--ooi",
+            help="Object reference, e.g. 'Hostname|internet|example.com' (quoted: | is a pipe to the shell).",
+        ),
     ] = "Hostname|internet|example.com",
     level: Annotated[int, typer.Option("--level", min=0, max=4, help="Scan level.")] = 2,
     operation: Annotated[str, typer.Option("--operation", help="create, update or delete.")] = "create",
@@ -54,7 +57,9 @@ def mutation_command(
     """A scan-profile mutation, as Octopoes publishes it (persistent)."""
     if operation not in ("create", "update", "delete"):
         raise typer.BadParameter("must be create, update or delete", param_hint="--operation")
-    amqp = load_settings(config).amqp
+    from katsched.intake.messages import sample_mutation
+
+    amqp = load(config).amqp
     body = sample_mutation(org, ooi, level, operation=operation)
     what = f"{operation} mutation of {ooi} (level {level}, org {org})"
     _publish(
@@ -80,7 +85,9 @@ def raw_file_command(
     config: ConfigOption = None,
 ) -> None:
     """A raw-file-received event, as Bytes publishes it (not persistent)."""
-    amqp = load_settings(config).amqp
+    from katsched.intake.messages import sample_raw_file
+
+    amqp = load(config).amqp
     mimes = mime_types or [f"boefje/{boefje}"]
     body = sample_raw_file(org, boefje, ooi, mimes, ended_at=datetime.now(UTC), raw_file_id=uuid.uuid4())
     what = f"raw file of {boefje} on {ooi} ({', '.join(mimes)}, org {org})"

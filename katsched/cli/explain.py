@@ -61,7 +61,7 @@ def explain_command(
     if as_json:
         print_json(explanation)
     else:
-        console.print(render(explanation))
+        console().print(render(explanation))
     if explanation.unavailable:
         down = ", ".join(f"{name} ({error})" for name, error in sorted(explanation.unavailable.items()))
         raise ServiceError(f"partial answer: unavailable: {down}")
@@ -72,8 +72,7 @@ class _explainer:
 
     def __init__(self, config: ConfigOption) -> None:
         from katsched import _wiring
-        from katsched.cli.common import push_policies
-        from katsched.cli.dashboard import open_read_only
+        from katsched.cli.common import open_read_only, push_policies
         from katsched.clock import SystemClock
         from katsched.config import load_settings
         from katsched.store.queue import TaskQueue
@@ -183,7 +182,3 @@ def _at(moment: object) -> str:
     from katsched.core.explain import stamp
 
     return stamp(moment) if isinstance(moment, datetime) else "-"
-
-
-def register(app: typer.Typer) -> None:
-    app.command("explain")(explain_command)

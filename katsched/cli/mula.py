@@ -68,7 +68,9 @@ def _progress(quiet: bool) -> Progress:
 
 def _show(report: ImportReport) -> None:
     verb = "would import (dry run)" if report.dry_run else "imported"
-    console.print(f"source at revision {report.source_revision}; {verb}; in-flight tasks: {report.in_flight}")
+    console().print(
+        f"source at revision {report.source_revision}; {verb}; in-flight tasks: {report.in_flight}"
+    )
     counts = Table(title="tasks by scheduler and status", title_justify="left", box=box.SIMPLE_HEAD)
     for column in ("scheduler", "status", "tasks"):
         counts.add_column(column, justify="right" if column == "tasks" else "left")
@@ -76,26 +78,26 @@ def _show(report: ImportReport) -> None:
         counts.add_row(scheduler, status, str(count))
     for scheduler, count in sorted(report.schedules.items()):
         counts.add_row(scheduler, "[dim]schedules[/]", str(count))
-    console.print(counts)
+    console().print(counts)
     written, present = report.written, report.already_present
-    console.print(
+    console().print(
         f"written: {written['schedules']} schedules, {written['tasks']} tasks; "
         f"already there from an earlier run: {present['schedules']} schedules, {present['tasks']} tasks"
     )
     for scheduler, count in sorted(report.reranked.items()):
-        console.print(f"re-ranked {count} queued {scheduler} tasks: {RERANK_REASON_BY_ID[scheduler]}")
+        console().print(f"re-ranked {count} queued {scheduler} tasks: {RERANK_REASON_BY_ID[scheduler]}")
     for (original, now), count in sorted(report.in_flight_moved.items()):
-        console.print(f"{count} tasks {original.lower()} in the original → {now}")
+        console().print(f"{count} tasks {original.lower()} in the original → {now}")
     _show_skipped(report)
 
 
 def _show_skipped(report: ImportReport) -> None:
     if not report.skipped:
-        console.print("nothing skipped")
+        console().print("nothing skipped")
         return
     skipped = Table(title="skipped rows", title_justify="left", box=box.SIMPLE_HEAD)
     for column in ("table", "reason", "rows", "for example"):
         skipped.add_column(column, overflow="fold")
     for (table, reason), count in sorted(report.skipped.items()):
         skipped.add_row(table, reason, str(count), "\n".join(report.samples[(table, reason)]))
-    console.print(skipped)
+    console().print(skipped)

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from katsched import __version__
 from katsched.cli.bulk import FilterOption, OlderThanFilter, OrgFilter, YesOption, run_bulk, selection
@@ -14,6 +13,7 @@ from katsched.cli.common import ConfigOption, JsonOption, console, open_queue, p
 from katsched.cli.render import task_table
 from katsched.core.filters import FilterExpr, parse_filter_request, parse_filters
 from katsched.core.models import SchedulerKind, TaskStatus
+from katsched.errors import InvalidItem, NotAllowed
 from katsched.store.queue import NewTask, PoppedBy, TaskQuery
 
 app = typer.Typer(help="Look at, push to and pop from the queues.", no_args_is_help=True)
@@ -66,15 +66,16 @@ def list_command(
     config: ConfigOption = None,
 ) -> None:
     """List tasks, newest first (queued ones unless --status says otherwise)."""
+
     query = TaskQuery(
         scheduler_id=scheduler.value if scheduler else None, organisation=org, status=status, limit=limit
     )
-    page = open_queue(config).list_tasks(query)
+    page = open_queue(config, read_only=True).list_tasks(query)
     if as_json:
-        print_json({"count": page.count, "results": [task.model_dump(mode="json") for task in page.tasks]})
+        print_json({"count": page.count, "results": page.tasks})
         return
-    console.print(
-        task_table(page.tasks, f"{len(page.tasks)} of {page.count} {status.value} tasks", console.width)
+    console().print(
+        task_table(page.tasks, f"{len(page.tasks)} of {page.count} {status.value} tasks", console().width)
     )
 
 
@@ -88,14 +89,28 @@ def push_command(
     config: ConfigOption = None,
 ) -> None:
     """Push one task onto a queue."""
+
     document = read_json_argument(data, "--data")
     if not isinstance(document, dict):
         raise typer.BadParameter("must be a JSON object", param_hint="--data")
-    task = open_queue(config).push(NewTask(scheduler.value, org, priority, document))
+    stated = document.get("organization")
+    if stated is not None and stated != org:
+        raise InvalidItem(
+            f'--org is {org} but --data says "organization": {json.dumps(stated)}; give one value'
+        )
+    try:
+        task = open_queue(config).push(NewTask(scheduler.value, org, priority, document))
+    except NotAllowed as refused:
+        if refused.twin_id is None:
+            raise
+        raise NotAllowed(
+            f"task {refused.twin_id} with the same identity is already queued on {scheduler.value}, and the "
+            "push policy does not allow replacing it (see `katsched tasks show` for it)"
+        ) from None
     if as_json:
         print_json(task)
         return
-    console.print(f"pushed {task.id} to {task.scheduler_id} (priority {task.priority}, hash {task.hash})")
+    console().print(f"pushed {task.id} to {task.scheduler_id} (priority {task.priority}, hash {task.hash})")
 
 
 @app.command("pop")
@@ -112,7 +127,7 @@ def pop_command(
     if as_json:
         print_json(tasks)
         return
-    console.print(task_table(tasks, f"popped {len(tasks)} task(s) from {scheduler.value}", console.width))
+    console().print(task_table(tasks, f"popped {len(tasks)} task(s) from {scheduler.value}", console().width))
 
 
 @app.command("peek")
@@ -123,31 +138,34 @@ def peek_command(
     config: ConfigOption = None,
 ) -> None:
     """Show the tasks a pop would hand out next, without claiming them."""
-    tasks = open_queue(config).peek(scheduler.value, limit)
+    tasks = open_queue(config, read_only=True).peek(scheduler.value, limit)
     if as_json:
         print_json(tasks)
         return
-    console.print(task_table(tasks, f"next {len(tasks)} task(s) of {scheduler.value}", console.width))
+    console().print(task_table(tasks, f"next {len(tasks)} task(s) of {scheduler.value}", console().width))
 
 
 @app.command("stats")
 def stats_command(as_json: JsonOption = False, config: ConfigOption = None) -> None:
     """Task counts per scheduler and status."""
+    from rich.table import Table
+
     totals: dict[str, dict[str, int]] = {
         kind.value: {s.value: 0 for s in TaskStatus} for kind in SchedulerKind
     }
-    for scheduler_id, _organisation, status, number in open_queue(config).counts():
+    for scheduler_id, _organisation, status, number in open_queue(config, read_only=True).counts():
         totals.setdefault(scheduler_id, {s.value: 0 for s in TaskStatus})[status.value] += number
     if as_json:
         print_json(totals)
         return
-    table = Table(title="tasks per scheduler and status", title_justify="left")
-    table.add_column("scheduler")
+    # A row per status, a column per scheduler: three numbers across fit any terminal.
+    table = Table(title="tasks per status and scheduler", title_justify="left")
+    table.add_column("status")
+    for scheduler_id in totals:
+        table.add_column(scheduler_id, justify="right")
     for status in TaskStatus:
-        table.add_column(status.value, justify="right")
-    for scheduler_id, counts in totals.items():
-        table.add_row(scheduler_id, *(str(counts[s.value]) for s in TaskStatus))
-    console.print(table)
+        table.add_row(status.value, *(str(counts[status.value]) for counts in totals.values()))
+    console().print(table)
 
 
 @app.command("purge")

@@ -8,6 +8,7 @@ from rich.table import Table
 
 from katsched.core.models import Task, TaskStatus
 
+SCHEDULER_SHORT = {"boefje": "boefje", "normalizer": "norm", "report": "report"}
 STATUS_STYLE = {
     TaskStatus.QUEUED: "cyan",
     TaskStatus.DISPATCHED: "blue",
@@ -34,13 +35,26 @@ def when(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
+def short(text: str, most: int) -> str:
+    """`text`, cut to `most` characters with an ellipsis: narrow tables abbreviate rather than drop."""
+    return text if len(text) <= most else text[: most - 1] + "…"
+
+
+def where(task: Task, wide: bool) -> str:
+    """scheduler/organisation; narrow tables abbreviate both (`norm/acme-corpor…`)."""
+    if wide:
+        return f"{task.scheduler_id}/{task.organisation}"
+    scheduler = SCHEDULER_SHORT.get(task.scheduler_id, short(task.scheduler_id, 6))
+    return f"{scheduler}/{short(task.organisation, 12)}"
+
+
 def task_table(tasks: list[Task], title: str, width: int = 80) -> Table:
-    """Full ids always (people copy them into `tasks show`); the other columns as the width allows."""
+    """Every column at any width: below 120 columns ids are cut to their first 8 digits (`tasks show` takes
+    a prefix), scheduler and organisation abbreviated, and the creation time left out."""
     wide = width >= 120
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("id", no_wrap=True)
-    if wide:
-        table.add_column("scheduler/org", overflow="fold")
+    table.add_column("scheduler/org" if wide else "sched/org", no_wrap=True)
     table.add_column("prio", justify="right", no_wrap=True)
     table.add_column("status", no_wrap=True)
     table.add_column("what", overflow="fold")
@@ -48,11 +62,7 @@ def task_table(tasks: list[Task], title: str, width: int = 80) -> Table:
         table.add_column("created", no_wrap=True)
     for task in tasks:
         status = f"[{STATUS_STYLE.get(task.status, '')}]{task.status.value}[/]"
-        if wide:
-            where = f"{task.scheduler_id}/{task.organisation}"
-            table.add_row(
-                str(task.id), where, str(task.priority), status, describe(task.data), when(task.created_at)
-            )
-        else:
-            table.add_row(str(task.id), str(task.priority), status, describe(task.data))
+        row = [str(task.id) if wide else str(task.id)[:8], where(task, wide), str(task.priority), status]
+        row.append(describe(task.data))
+        table.add_row(*row, *([when(task.created_at)] if wide else []))
     return table

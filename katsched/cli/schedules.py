@@ -24,8 +24,7 @@ ScheduleId = Annotated[uuid.UUID, typer.Argument(help="The schedule's id.")]
 
 
 def _store(config: ConfigOption, *, read_only: bool) -> "ScheduleStore":
-    from katsched.cli.common import open_engine
-    from katsched.cli.dashboard import open_read_only
+    from katsched.cli.common import open_engine, open_read_only
     from katsched.clock import SystemClock
     from katsched.config import load_settings
     from katsched.store.schedules import ScheduleStore
@@ -80,7 +79,7 @@ def list_command(
         print_json({"count": page.count, "results": [s.model_dump(mode="json") for s in page.schedules]})
         return
     title = f"{len(page.schedules)} of {page.count} schedules"
-    console.print(schedule_table(page.schedules, title, console.width))
+    console().print(schedule_table(page.schedules, title, console().width))
 
 
 @app.command("show")
@@ -100,15 +99,15 @@ def show_command(schedule_id: ScheduleId, as_json: JsonOption = False, config: C
         document["tasks"] = [task.model_dump(mode="json") for task in recent]
         print_json(document)
         return
-    console.print(schedule_table([schedule], f"schedule {schedule.id}", max(console.width, 120)))
-    console.print_json(data=schedule.data)
+    console().print(schedule_table([schedule], f"schedule {schedule.id}", max(console().width, 120)))
+    console().print_json(data=schedule.data)
     table = Table(title="latest tasks", title_justify="left", box=box.SIMPLE_HEAD)
     for column in ("id", "status", "changed"):
         table.add_column(column, no_wrap=True)
     for task in recent:
         status = f"[{STATUS_STYLE.get(task.status, '')}]{task.status.value}[/]"
         table.add_row(str(task.id), status, when(task.modified_at))
-    console.print(table)
+    console().print(table)
 
 
 def _switch(schedule_id: uuid.UUID, enabled: bool, as_json: bool, config: ConfigOption) -> None:
@@ -116,7 +115,7 @@ def _switch(schedule_id: uuid.UUID, enabled: bool, as_json: bool, config: Config
     if as_json:
         print_json(schedule)
         return
-    console.print(f"schedule {schedule.id} is {'enabled' if enabled else 'disabled'}")
+    console().print(f"schedule {schedule.id} is {'enabled' if enabled else 'disabled'}")
 
 
 @app.command("enable")
@@ -151,4 +150,4 @@ def run_now_command(
     if as_json:
         print_json(schedule)
         return
-    console.print(f"schedule {schedule.id} is due now: the daemon's next rescheduling run plans it")
+    console().print(f"schedule {schedule.id} is due now: the daemon's next rescheduling run plans it")

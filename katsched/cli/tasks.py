@@ -4,7 +4,6 @@ import uuid
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from katsched.cli.bulk import (
     FilterOption,
@@ -17,7 +16,15 @@ from katsched.cli.bulk import (
     selection,
     statuses_or,
 )
-from katsched.cli.common import ConfigOption, JsonOption, console, open_queue, print_json
+from katsched.cli.common import (
+    ConfigOption,
+    JsonOption,
+    TaskIdArgument,
+    console,
+    open_queue,
+    print_json,
+    resolve_task_id,
+)
 from katsched.cli.render import task_table, when
 from katsched.core.models import TaskStatus
 from katsched.errors import InvalidTransition, NotAllowed
@@ -33,54 +40,55 @@ app = typer.Typer(
 OPERATOR_CANCELLED = "cancelled by an operator (katsched tasks cancel)"
 OPERATOR_REQUEUED = "requeued by an operator (katsched tasks requeue)"
 
-TaskId = Annotated[uuid.UUID, typer.Argument(help="The task's id.")]
-
 
 @app.command("show")
-def show_command(task_id: TaskId, as_json: JsonOption = False, config: ConfigOption = None) -> None:
+def show_command(task_id: TaskIdArgument, as_json: JsonOption = False, config: ConfigOption = None) -> None:
     """A task with its data and status history."""
-    queue = open_queue(config)
-    task = queue.get(task_id)
-    history = queue.history(task_id)
-    runner = queue.popped_by(task_id)
+    from rich.table import Table
+
+    queue = open_queue(config, read_only=True)
+    task = queue.get(resolve_task_id(queue, task_id))
+    history = queue.history(task.id)
+    runner = queue.popped_by(task.id)
     if as_json:
-        document = task.model_dump(mode="json")
+        document = task.model_dump()
         document["popped_by"] = (
-            {"address": runner.address, "agent": runner.agent, "at": runner.at.isoformat()}
+            {"address": runner.address, "agent": runner.agent, "at": runner.at}
             if runner is not None and runner.at is not None
             else None
         )
-        document["history"] = [{"status": s.value, "at": at.isoformat(), "reason": r} for s, at, r in history]
+        document["history"] = [{"status": s.value, "at": at, "reason": r} for s, at, r in history]
         print_json(document)
         return
-    console.print(task_table([task], f"task {task.id}", console.width))
+    console().print(task_table([task], f"task {task.id}", console().width))
     if runner is not None and runner.at is not None:
-        console.print(
+        console().print(
             f"popped by {runner.address or '?'} ({runner.agent or 'no user agent'}) at {when(runner.at)}"
         )
-    console.print_json(data=task.data)
+    console().print_json(data=task.data)
     table = Table(title="history", title_justify="left")
     for column in ("at", "status", "reason"):
         table.add_column(column)
     for status, at, reason in history:
         table.add_row(when(at), status.value, reason or "")
-    console.print(table)
+    console().print(table)
 
 
 @app.command("set-status")
 def set_status_command(
-    task_id: TaskId,
+    task_id: TaskIdArgument,
     status: Annotated[TaskStatus, typer.Argument(help="The new status.")],
     reason: Annotated[str | None, typer.Option("--reason", help="Recorded in the task's history.")] = None,
     as_json: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Move a task to another status (checked against the transition table)."""
-    task = open_queue(config).set_status(task_id, status, reason)
+    queue = open_queue(config)
+    task = queue.set_status(resolve_task_id(queue, task_id), status, reason)
     if as_json:
         print_json(task)
         return
-    console.print(f"{task.id} is now {task.status.value}")
+    console().print(f"{task.id} is now {task.status.value}")
 
 
 OptionalTaskId = Annotated[
@@ -117,7 +125,7 @@ def cancel_command(
         if as_json:
             print_json(task)
             return
-        console.print(f"cancelled {task.id}")
+        console().print(f"cancelled {task.id}")
         return
     from katsched.core.transitions import check_transition
 

@@ -5,14 +5,20 @@
 - BEGIN IMMEDIATE for writes: the write lock is taken at the start of the transaction, so two pops cannot both
   read the same QUEUED rows and then race to upgrade their locks (SQLITE_BUSY deadlock); reads stay deferred.
 - pysqlite's own transaction handling is switched off so that SQLAlchemy's BEGIN is the one that is sent.
+
+A read-only engine (`read_only=True`, for the commands that only look) never creates, migrates or writes: the
+SQLite file is opened with `mode=ro` (or `immutable=1` when nobody can be writing it: no -wal file beside it
+and its directory not writable for us), PostgreSQL sessions are `default_transaction_read_only`.
 """
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -30,27 +36,59 @@ def _json_dumps(value: Any) -> str:
 
 
 def build_engine(
-    url: str, *, busy_timeout_ms: int = 5000, pool_size: int = 10, sqlite_cache_mib: int = 8
+    url: str,
+    *,
+    busy_timeout_ms: int = 5000,
+    pool_size: int = 10,
+    sqlite_cache_mib: int = 8,
+    read_only: bool = False,
 ) -> Engine:
+    """The engine for `url`; a driver that is not installed is a StorageError naming the missing extra."""
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(url, busy_timeout_ms, pool_size, sqlite_cache_mib)
-    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return create_engine(
-        parsed,
-        json_serializer=_json_dumps,
-        pool_size=pool_size,
-        pool_pre_ping=True,
-        connect_args={"options": "-c timezone=utc"},
-    )
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            return _sqlite_engine(url, busy_timeout_ms, pool_size, sqlite_cache_mib, read_only)
+        if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        options = "-c timezone=utc" + (" -c default_transaction_read_only=on" if read_only else "")
+        return create_engine(
+            parsed,
+            json_serializer=_json_dumps,
+            pool_size=pool_size,
+            pool_pre_ping=True,
+            connect_args={"options": options},
+        )
+    except ImportError as exc:
+        raise StorageError(
+            f"{parsed.drivername} URLs need the {exc.name or 'database'} driver, which is not installed: "
+            "install katsched with the postgres extra ('katsched[postgres]')"
+        ) from None
 
 
-def _sqlite_engine(url: str, busy_timeout_ms: int, pool_size: int, cache_mib: int) -> Engine:
-    database = make_url(url).database
+def sqlite_file(url: str) -> Path | None:
+    """The absolute path of the SQLite file behind `url`; None for PostgreSQL and in-memory databases."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).expanduser().absolute()
+
+
+def _read_only_url(file: Path) -> str:
+    # Nobody writes a WAL database without its -wal file: when there is none and we could not create the
+    # -shm SQLite needs, the file is read as immutable (no locks, no -shm) instead of refused.
+    unwritten = not Path(f"{file}-wal").exists() and not os.access(file.parent, os.W_OK)
+    mode = "immutable=1" if unwritten else "mode=ro"
+    return f"sqlite:///file:{quote(str(file))}?{mode}&uri=true"
+
+
+def _sqlite_engine(url: str, busy_timeout_ms: int, pool_size: int, cache_mib: int, read_only: bool) -> Engine:
+    file = sqlite_file(url)
     pool: dict[str, Any] = {}
-    if database and database != ":memory:":
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    if file is not None:
+        if read_only:
+            url = _read_only_url(file)
+        else:
+            file.parent.mkdir(parents=True, exist_ok=True)
         # At most `pool_size` connections, each with `cache_mib` of page cache: the memory the database takes
         # is bounded by the configuration, not by the queue (every connection fills its cache in time).
         pool = {"pool_size": pool_size, "max_overflow": 0}
@@ -65,7 +103,8 @@ def _sqlite_engine(url: str, busy_timeout_ms: int, pool_size: int, cache_mib: in
     def _configure(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        # The journal mode is the database's, set by its writers; a reader cannot change it.
+        cursor.execute("PRAGMA query_only=ON" if read_only else "PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         # NORMAL is durable across application crashes in WAL mode; only an OS crash can lose the last commit.
         cursor.execute("PRAGMA synchronous=NORMAL")
@@ -76,10 +115,10 @@ def _sqlite_engine(url: str, busy_timeout_ms: int, pool_size: int, cache_mib: in
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Connection) -> None:
-        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        deferred = read_only or connection.get_execution_options().get(READ_ONLY, False)
         # Straight to the driver: this runs before every transaction, so it is worth skipping SQLAlchemy's
         # statement machinery for a constant string.
-        connection.connection.driver_connection.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")  # type: ignore[union-attr]
+        connection.connection.driver_connection.execute("BEGIN" if deferred else "BEGIN IMMEDIATE")  # type: ignore[union-attr]
 
     return engine
 
@@ -91,7 +130,7 @@ def write(engine: Engine) -> Iterator[Connection]:
         with engine.begin() as connection:
             yield connection
     except DATABASE_ERRORS as exc:
-        raise StorageError(f"database error: {_first_line(exc)}") from exc
+        raise StorageError(f"database error: {first_line(exc)}") from exc
 
 
 @contextmanager
@@ -101,9 +140,9 @@ def read(engine: Engine) -> Iterator[Connection]:
         with engine.connect() as plain, plain.execution_options(**{READ_ONLY: True}).begin() as _:
             yield plain
     except DATABASE_ERRORS as exc:
-        raise StorageError(f"database error: {_first_line(exc)}") from exc
+        raise StorageError(f"database error: {first_line(exc)}") from exc
 
 
-def _first_line(exc: Exception) -> str:
+def first_line(exc: Exception) -> str:
     original = getattr(exc, "orig", None) or exc
     return (str(original).splitlines() or [type(original).__name__])[0]

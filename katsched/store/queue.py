@@ -232,7 +232,11 @@ class TaskQueue:
         with write(self.engine) as connection:
             existing = self._queued_by_hash(connection, new.scheduler_id, task_hash)
             previous = (existing.priority, existing.data) if existing else None
-            action = decide_push(self.policy(new.scheduler_id), previous, new.priority, data)
+            try:
+                action = decide_push(self.policy(new.scheduler_id), previous, new.priority, data)
+            except NotAllowed as refused:
+                refused.twin_id = existing.id if existing is not None else None
+                raise
             if action is PushAction.INSERT:
                 self._check_capacity(connection, new.scheduler_id, new.priority)
             schedule_id = self._link(connection, new, task_hash, data) or new.schedule_id

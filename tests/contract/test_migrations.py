@@ -14,7 +14,7 @@ def test_the_migrated_schema_matches_the_tables(engine: Engine) -> None:
     with engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), metadata)
     assert differences == []
-    assert current_revision(engine) == head_revision(engine)
+    assert current_revision(engine) == head_revision()
 
 
 def test_every_migration_goes_down_to_nothing_and_back(tmp_path: Path) -> None:
@@ -31,7 +31,7 @@ def test_every_migration_goes_down_to_nothing_and_back(tmp_path: Path) -> None:
         }
     assert names <= {"alembic_version"}
     upgrade(engine)
-    assert current_revision(engine) == head_revision(engine)
+    assert current_revision(engine) == head_revision()
 
 
 def test_history_rows_come_from_the_database_trigger(engine: Engine) -> None:
@@ -51,3 +51,15 @@ def test_history_rows_come_from_the_database_trigger(engine: Engine) -> None:
             connection.execute(text("SELECT status FROM task_events ORDER BY changed_at")).scalars().all()
         )
     assert statuses == ["queued", "dispatched"]
+
+
+def test_revisions_read_without_alembic_agree_with_alembic(tmp_path: Path) -> None:
+    from alembic.script import ScriptDirectory
+
+    from katsched.store.migrate import MIGRATIONS, revisions
+
+    scripts = ScriptDirectory(str(MIGRATIONS))
+    known, head = revisions()
+    assert head == head_revision() == scripts.get_current_head()
+    assert known == {script.revision for script in scripts.walk_revisions()}
+    assert current_revision(create_engine(f"sqlite:///{tmp_path / 'empty.db'}")) is None

@@ -23,6 +23,23 @@ def config_file(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_config(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """A config file naming an empty, migrated database: the test's own SQLite file, and PostgreSQL. A CLI
+    test module that touches the database uses it as its `config_file`."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'katsched.db'}"
+        engine = build_engine(url)
+        upgrade(engine)
+        engine.dispose()
+    else:
+        empty_postgres(request.getfixturevalue("postgres_engine"))
+        url = request.getfixturevalue("postgres_url")
+    path = tmp_path / "config.toml"
+    path.write_text(f'[database]\nurl = "{url}"\n')
+    return path
+
+
 @pytest.fixture
 def katsched(config_file: Path) -> Run:
     """Runs the real command line, as a user would, against the test's own SQLite file."""

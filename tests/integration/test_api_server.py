@@ -19,6 +19,7 @@ import pytest
 
 from katsched.api import ApiServer, create_app
 from katsched.clock import SystemClock
+from katsched.errors import StartupError
 from katsched.store.engine import build_engine
 from katsched.store.migrate import upgrade
 from katsched.store.queue import TaskQueue
@@ -205,7 +206,7 @@ def test_the_server_binds_at_start_and_stops_cleanly(tmp_path: Path) -> None:
     with ApiServer(app, "127.0.0.1", 0) as server:
         assert server.port != 0
         assert httpx.get(f"{server.url}/health").json()["healthy"] is True  # no wait: the socket was bound
-        with pytest.raises(OSError):
+        with pytest.raises(StartupError, match=f"^api: cannot listen on 127.0.0.1:{server.port}: address "):
             ApiServer(app, "127.0.0.1", server.port).start()
     assert not server.is_alive()
     assert server.error is None

@@ -37,18 +37,59 @@ def katsched(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subpro
 def test_init_check_show_round_trip(tmp_path: Path) -> None:
     init = katsched("init", cwd=tmp_path)
     assert init.returncode == 0, init.stderr
-    assert (tmp_path / "config.toml").read_text() == (REPO / "config.example.toml").read_text()
-    check = katsched("check", "config.toml", cwd=tmp_path)
-    assert (check.returncode, check.stdout) == (0, "ok: config.toml\n")
+    example = (REPO / "config.example.toml").read_text()
+    database = f"sqlite:///{tmp_path / 'katsched.db'}"  # absolute: every working directory finds it
+    assert (tmp_path / "config.toml").read_text() == example.replace(
+        '"sqlite:///katsched.db"', f'"{database}"'
+    )
+    for check in (
+        katsched("check", "config.toml", cwd=tmp_path),
+        katsched("check", "-c", "config.toml", cwd=tmp_path),
+    ):
+        assert (check.returncode, check.stdout) == (0, "ok: config.toml\n")
     show = katsched("show", "--config", "config.toml", "--json", cwd=tmp_path)
     assert show.returncode == 0, show.stderr
     assert json.loads(show.stdout)["api"]["port"] == 8004
+    assert json.loads(show.stdout)["database"]["url"] == database
 
 
 def test_init_to_stdout(tmp_path: Path) -> None:
     result = katsched("init", "-", cwd=tmp_path)
-    assert (result.returncode, result.stdout) == (0, render_example())
+    expected = render_example({"database.url": f"sqlite:///{tmp_path / 'katsched.db'}"})
+    assert (result.returncode, result.stdout) == (0, expected)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_init_of_the_system_config_puts_the_database_in_var_lib(tmp_path: Path) -> None:
+    from katsched.cli.config import database_for
+
+    assert database_for("/etc/katsched/config.toml") == Path("/var/lib/katsched/katsched.db")
+    assert database_for(str(tmp_path / "elsewhere" / "k.toml")) == tmp_path / "elsewhere" / "katsched.db"
+
+
+def test_a_relative_database_path_is_relative_to_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "config.toml").write_text('[database]\nurl = "sqlite:///data/k.db"\n')
+    show = katsched("show", "--json", "--config", "etc/config.toml", cwd=tmp_path)
+    assert json.loads(show.stdout)["database"]["url"] == f"sqlite:///{tmp_path / 'etc' / 'data' / 'k.db'}"
+
+
+def test_check_loads_the_database_driver(tmp_path: Path) -> None:
+    # A psycopg that cannot be imported, as in an install without the postgres extra.
+    fake = tmp_path / "no-psycopg" / "psycopg"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'psycopg'\", name='psycopg')\n"
+    )
+    (tmp_path / "config.toml").write_text('[database]\nurl = "postgresql://kat@db/katsched"\n')
+    env = {"PYTHONPATH": str(fake.parent)}
+    result = katsched("check", "--config", "config.toml", cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "katsched: error: config.toml: database.url: postgresql+psycopg URLs need the psycopg driver, which "
+        "is not installed: install katsched with the postgres extra ('katsched[postgres]')\n"
+    )
+    assert katsched("check", "--config", "config.toml", cwd=tmp_path).returncode == 0  # with the driver
 
 
 def test_init_refuses_to_overwrite(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from katsched import config
 from katsched._config_example import render_example
 from katsched.cli.config import app, config_from_environment
-from katsched.config import Settings, load_settings, redacted, settings_from_toml
+from katsched.config import DatabaseSettings, Settings, load_settings, redacted, settings_from_toml
 from katsched.errors import ConfigError, NotFound
 
 REPO = Path(__file__).resolve().parents[2]
@@ -288,11 +288,12 @@ runner = CliRunner()
 def test_init_then_check_then_show(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     assert runner.invoke(app, ["init", str(path)]).exit_code == 0
-    assert load_settings(path) == Settings()
+    written = Settings(database=DatabaseSettings(url=f"sqlite:///{tmp_path / 'katsched.db'}"))
+    assert load_settings(path) == written  # the defaults, but for the absolute database path
     result = runner.invoke(app, ["check", str(path)])
     assert (result.exit_code, result.stdout) == (0, f"ok: {path}\n")
     shown = runner.invoke(app, ["show", "--config", str(path), "--json"])
-    assert json.loads(shown.stdout) == redacted(Settings())
+    assert json.loads(shown.stdout) == redacted(written)
 
 
 def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
@@ -302,11 +303,12 @@ def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
     assert isinstance(result.exception, ConfigError)
     assert "already exists; use --force" in str(result.exception)
     assert runner.invoke(app, ["init", "--force", str(path)]).exit_code == 0
-    assert path.read_text() == render_example()
+    assert path.read_text() == render_example({"database.url": f"sqlite:///{tmp_path / 'katsched.db'}"})
 
 
 def test_init_to_stdout() -> None:
-    assert runner.invoke(app, ["init", "-"]).stdout == render_example()
+    expected = render_example({"database.url": f"sqlite:///{Path.cwd() / 'katsched.db'}"})
+    assert runner.invoke(app, ["init", "-"]).stdout == expected
 
 
 def test_show_toml_is_loadable_and_redacted(tmp_path: Path) -> None:
