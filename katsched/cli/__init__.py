@@ -42,7 +42,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "daemon_command",
         "Run the scheduler in the foreground (as a systemd service does).",
     ),
-    "db": ("katsched.cli.db", "app", "Database schema."),
+    "db": ("katsched.cli.db", "app", "Database schema and retention."),
     "events": ("katsched.cli.events", "app", "Publish sample OpenKAT events to RabbitMQ."),
     "explain": (
         "katsched.cli.explain",
@@ -60,7 +60,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "status_command",
         "Show the queues, runners, failures and the daemon, live until Ctrl-C.",
     ),
-    "tasks": ("katsched.cli.tasks", "app", "Show, cancel and change the status of one task."),
+    "tasks": (
+        "katsched.cli.tasks",
+        "app",
+        "Show one task; cancel, requeue or change the status of one task or of many.",
+    ),
 }
 
 
