@@ -92,11 +92,14 @@ def set_status_command(
 
 
 OptionalTaskId = Annotated[
-    uuid.UUID | None, typer.Argument(help="One task's id; without it, every task the options select.")
+    str | None,
+    typer.Argument(
+        help="One task's id (or its first 4+ hex digits); without it, every task the options select."
+    ),
 ]
 
 
-def _single(task_id: uuid.UUID | None, *options: object) -> bool:
+def _single(task_id: str | None, *options: object) -> bool:
     """A task id and the selection options do not mix."""
     if task_id is not None and any(option not in (None, []) for option in options):
         raise typer.BadParameter(
@@ -121,7 +124,8 @@ def cancel_command(
     otherwise), after showing how many and asking."""
     if _single(task_id, scheduler, org, status, older_than, filter_):
         assert task_id is not None
-        task = open_queue(config).cancel(task_id, reason="cancelled from the command line")
+        queue = open_queue(config)
+        task = queue.cancel(resolve_task_id(queue, task_id), reason="cancelled from the command line")
         if as_json:
             print_json(task)
             return
@@ -166,14 +170,15 @@ def requeue_command(
     statuses = statuses_or(status, REQUEUEABLE)
     for current in statuses:
         check_transition(current, TaskStatus.QUEUED, by_operator=True)
-    chosen = selection(
-        statuses, scheduler=scheduler, org=org, older_than=older_than, filter_=filter_, task_id=task_id
-    )
     queue = open_queue(config)
+    one = resolve_task_id(queue, task_id) if task_id is not None else None
+    chosen = selection(
+        statuses, scheduler=scheduler, org=org, older_than=older_than, filter_=filter_, task_id=one
+    )
     selected = bulk.count(queue.engine, chosen)
     eligible = bulk.count(queue.engine, chosen, bulk.requeueable)
     if single and not eligible:
-        _explain_refused_requeue(queue, task_id)
+        _explain_refused_requeue(queue, one)
     run_bulk(
         queue,
         chosen,
