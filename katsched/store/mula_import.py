@@ -169,7 +169,8 @@ def _insert_rows(connection: Connection, rows: list[dict[str, Any]]) -> None:
         return
     from psycopg.types.json import Jsonb  # the `postgres` extra: only a PostgreSQL target gets here
 
-    columns = [column.name for column in tasks.c]
+    # A column the rows leave out takes its server default (COPY would write NULL into it instead).
+    columns = [column.name for column in tasks.c if column.server_default is None or column.name in rows[0]]
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     with cursor.copy(f"COPY tasks ({', '.join(columns)}) FROM STDIN") as copy:
         for row in rows:
