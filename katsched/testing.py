@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 from katsched.clock import Clock
 from katsched.core.models import OOI, BoefjeConfig, BoefjeMeta, Organisation, Plugin
 from katsched.core.ports import ObjectGraph, PluginCatalog, PluginType, RawDataIndex
-from katsched.kat.katalogus import CatalogLookups, is_listed, select_configs, select_plugins
 
 _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -46,8 +45,11 @@ def _aware(when: datetime) -> datetime:
     return when.astimezone(UTC)
 
 
-class InMemoryCatalog(CatalogLookups):
-    """A `PluginCatalog` whose organisations, plugins and configs a test sets up and changes at will."""
+class InMemoryCatalog:
+    """A `PluginCatalog` whose organisations, plugins and configs a test sets up and changes at will.
+
+    Its selection code is its own, written from the port's documentation rather than shared with the
+    Katalogus adapter, so that the contract suite compares two independent implementations."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -83,13 +85,32 @@ class InMemoryCatalog(CatalogLookups):
         self, organisation_id: str, plugin_type: PluginType | None = None, consumes: str | None = None
     ) -> list[Plugin]:
         with self._lock:
-            listed = list(self._plugins.get(organisation_id, {}).values())
-        return select_plugins(listed, plugin_type, consumes)
+            held = list(self._plugins.get(organisation_id, {}).values())
+        found = []
+        for plugin in held:
+            if _hidden(plugin) or (plugin_type is not None and plugin.type != plugin_type):
+                continue
+            if consumes is not None and consumes not in _takes(plugin):
+                continue
+            found.append(plugin)
+        return found
 
     def plugin(self, organisation_id: str, plugin_id: str) -> Plugin | None:
         with self._lock:
             found = self._plugins.get(organisation_id, {}).get(plugin_id)
-        return found if found is not None and is_listed(found) else None
+        return None if found is None or _hidden(found) else found
+
+    def fresh_plugins(self, organisation_id: str) -> list[Plugin]:
+        return self.plugins(organisation_id)  # nothing is cached here
+
+    def boefjes_consuming(self, organisation_id: str, ooi_type: str) -> list[Plugin]:
+        return self.plugins(organisation_id, "boefje", ooi_type)
+
+    def normalizers_for_mime(self, organisation_id: str, mime_type: str) -> list[Plugin]:
+        return self.plugins(organisation_id, "normalizer", mime_type)
+
+    def enabled_boefjes(self, organisation_id: str) -> list[Plugin]:
+        return [boefje for boefje in self.plugins(organisation_id, "boefje") if boefje.enabled]
 
     def configs(
         self,
@@ -99,8 +120,39 @@ class InMemoryCatalog(CatalogLookups):
         with_duplicates: bool = False,
     ) -> list[BoefjeConfig]:
         with self._lock:
-            configs = list(self._configs)
-        return select_configs(configs, boefje_id, organisation_id, enabled, with_duplicates)
+            held = list(self._configs)
+        answer = []
+        for config in held:
+            if config.boefje_id != boefje_id:
+                continue
+            if organisation_id is not None and config.organisation_id != organisation_id:
+                continue
+            if enabled is not None and config.enabled != enabled:
+                continue
+            # The Katalogus lists duplicates only for one organisation's config, and only when asked.
+            twins = _twins(config, held) if with_duplicates and organisation_id is not None else []
+            answer.append(config.model_copy(update={"duplicates": twins}))
+        return answer
+
+
+def _hidden(plugin: Plugin) -> bool:
+    """The Katalogus never shows a boefje whose scan level is negative."""
+    return plugin.type == "boefje" and plugin.scan_level is not None and plugin.scan_level < 0
+
+
+def _takes(plugin: Plugin) -> list[str]:
+    consumes = plugin.consumes
+    return [consumes] if isinstance(consumes, str) else list(consumes)
+
+
+def _twins(config: BoefjeConfig, configs: list[BoefjeConfig]) -> list[BoefjeConfig]:
+    """The enabled configs of the same boefje in other organisations with equal settings."""
+    twins = []
+    for other in configs:
+        same_boefje = other.boefje_id == config.boefje_id and other.organisation_id != config.organisation_id
+        if same_boefje and other.enabled and other.settings == config.settings:
+            twins.append(other.model_copy(update={"duplicates": []}))
+    return twins
 
 
 class InMemoryObjectGraph:
