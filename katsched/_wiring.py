@@ -6,7 +6,6 @@ Part of the composition root (`katsched.daemon`), split off to keep each module 
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -314,8 +313,9 @@ def push_policies(settings: Settings) -> dict[str, PushPolicy]:
 
 
 class ConsumerComponent:
-    def __init__(self, consumer: QueueConsumer) -> None:
+    def __init__(self, consumer: QueueConsumer, clock: Clock) -> None:
         self.consumer = consumer
+        self._clock = clock
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -325,10 +325,10 @@ class ConsumerComponent:
         return self._thread is not None and self._thread.is_alive()
 
     def stop(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
+        deadline = self._clock.monotonic() + timeout
         self.consumer.stop(timeout)
         if self._thread is not None:  # stop() returns once the connection is closed; the thread ends after
-            self._thread.join(max(0.1, deadline - time.monotonic()))
+            self._thread.join(max(0.1, deadline - self._clock.monotonic()))
         return not self.alive()
 
 

@@ -16,7 +16,6 @@ import os
 import signal
 import socket
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -119,7 +118,7 @@ class Daemon:
         self.planners = _wiring.build_planners(
             self.settings, self.queue, engine, self.clock, self.services, self._known_organisations
         )
-        self.supervisor = Supervisor(self._slots())
+        self.supervisor = Supervisor(self._slots(), clock=self.clock)
         self.supervisor.start_all()
         log.info(
             "daemon_ready database=%s revision=%s components=%s",
@@ -145,7 +144,7 @@ class Daemon:
         """The main thread's loop: signals, SIGHUP, dead components, the watchdog and the heartbeat."""
         assert self.supervisor is not None
         tick = min(TICK, self.notifier.watchdog_interval or TICK)
-        next_beat = time.monotonic() + self.settings.recurring.metrics_interval
+        next_beat = self.clock.monotonic() + self.settings.recurring.metrics_interval
         while not self.signals.stop.wait(tick):
             if self.signals.reload.is_set():
                 self.signals.reload.clear()
@@ -156,9 +155,9 @@ class Daemon:
                 log.error("daemon_failed reason=%s", error)
                 return 1
             self.notifier.watchdog()
-            if time.monotonic() >= next_beat:
+            if self.clock.monotonic() >= next_beat:
                 self.heartbeat()
-                next_beat = time.monotonic() + self.settings.recurring.metrics_interval
+                next_beat = self.clock.monotonic() + self.settings.recurring.metrics_interval
         return 0
 
     def _stop(self, code: int) -> int:
@@ -221,7 +220,7 @@ class Daemon:
                 clock=self.clock,
             )
             self.consumers[queue] = consumer
-            return _wiring.ConsumerComponent(consumer)
+            return _wiring.ConsumerComponent(consumer, self.clock)
 
         return build
 

@@ -14,7 +14,6 @@ import logging
 import math
 import random
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -174,7 +173,7 @@ class Recurring:
         self, identifier: str, interval: float, func: Callable[..., None], args: list[str], now: bool = False
     ) -> None:
         offset = 0.0 if now else self._rand() * interval
-        first_run = datetime.now(UTC) + timedelta(seconds=offset)
+        first_run = self._clock.now() + timedelta(seconds=offset)
         self._scheduler.add_job(
             func,
             trigger=self._trigger(interval, first_run),
@@ -196,7 +195,7 @@ class Recurring:
 
     def run_now(self, identifier: str) -> None:
         """Bring a job's next run forward to now (for operators and tests)."""
-        self._scheduler.modify_job(identifier, next_run_time=datetime.now(UTC))
+        self._scheduler.modify_job(identifier, next_run_time=self._clock.now())
         self._scheduler.wakeup()
 
     def set_intervals(self, intervals: Mapping[str, float], jitter: float) -> None:
@@ -211,7 +210,7 @@ class Recurring:
                 name = job.id.split("@", 1)[0]
                 spec = self._global_jobs.get(name) or self._organisation_jobs.get(name)
                 if spec is not None:
-                    start = datetime.now(UTC) + timedelta(seconds=self._rand() * spec.interval)
+                    start = self._clock.now() + timedelta(seconds=self._rand() * spec.interval)
                     self._scheduler.reschedule_job(job.id, trigger=self._trigger(spec.interval, start))
 
     def stats(self) -> dict[str, JobStats]:
@@ -252,7 +251,7 @@ class Recurring:
 
     def _execute(self, identifier: str, call: Callable[[], JobResult], context: dict[str, str]) -> None:
         where = " ".join(f"{key}={value}" for key, value in context.items())
-        started = time.monotonic()
+        started = self._clock.monotonic()
         error: str | None = None
         try:
             result = call()
@@ -266,7 +265,7 @@ class Recurring:
         else:
             if result:
                 log.info("%s", result)
-            log.debug("job_done %s seconds=%.3f", where, time.monotonic() - started)
+            log.debug("job_done %s seconds=%.3f", where, self._clock.monotonic() - started)
         self._record(identifier, error)
 
     def _record(self, identifier: str, error: str | None) -> None:

@@ -8,7 +8,6 @@ non-zero exit and that reason, and systemd's restart policy takes over. Nothing 
 
 import logging
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from enum import StrEnum
 from types import TracebackType
 from typing import Protocol
 
+from katsched.clock import Clock, SystemClock
 from katsched.errors import ConfigError, StartupError
 
 log = logging.getLogger("katsched.supervisor")
@@ -76,11 +76,11 @@ class Supervisor:
         self,
         slots: Sequence[Supervised],
         policy: RestartPolicy | None = None,
-        monotonic: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
     ) -> None:
         self.slots = list(slots)
         self.policy = policy or RestartPolicy()
-        self._monotonic = monotonic
+        self._monotonic = (clock or SystemClock()).monotonic
 
     def start_all(self) -> None:
         """Start the components in order; one that fails to start is retried by `check()` like a dead one."""

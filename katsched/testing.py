@@ -17,15 +17,23 @@ _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 class FakeClock:
-    """A `katsched.clock.Clock` that only moves when told to."""
+    """A `katsched.clock.Clock` that only moves when told to.
+
+    `advance()` moves both its wall time and its monotonic time; `set()` moves the wall time only, as an
+    adjustment of the system clock does, so monotonic time never goes back."""
 
     def __init__(self, start: datetime = _EPOCH) -> None:
         self._lock = threading.Lock()
         self._now = _aware(start)
+        self._monotonic = 0.0
 
     def now(self) -> datetime:
         with self._lock:
             return self._now
+
+    def monotonic(self) -> float:
+        with self._lock:
+            return self._monotonic
 
     def set(self, when: datetime) -> None:
         with self._lock:
@@ -34,8 +42,11 @@ class FakeClock:
     def advance(self, delta: timedelta | None = None, **units: float) -> datetime:
         """Move forward by `delta` and/or `timedelta(**units)` (e.g. `advance(seconds=31)`); the new now."""
         step = (delta or timedelta(0)) + timedelta(**units)
+        if step < timedelta(0):
+            raise ValueError("FakeClock.advance moves forward only; use set() to move the wall time back")
         with self._lock:
             self._now += step
+            self._monotonic += step.total_seconds()
             return self._now
 
 

@@ -88,6 +88,10 @@ def create_app(
     for routes in every:
         routes.register(app.router)
     app.add_middleware(
-        ApiMiddleware, token=token or None, max_body_bytes=max_body_bytes, latency=metrics.latency
+        ApiMiddleware,
+        token=token or None,
+        max_body_bytes=max_body_bytes,
+        latency=metrics.latency,
+        monotonic=clock.monotonic,
     )
     return app

@@ -5,8 +5,7 @@ Plain ASGI rather than Starlette's BaseHTTPMiddleware, which costs a task and a 
 
 import hmac
 import json
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from fastapi import HTTPException
 from prometheus_client import Histogram
@@ -17,8 +16,17 @@ UNAUTHORISED = json.dumps({"detail": "Not authenticated"}).encode()
 
 
 class ApiMiddleware:
-    def __init__(self, app: ASGIApp, *, token: str | None, max_body_bytes: int, latency: Histogram) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        token: str | None,
+        max_body_bytes: int,
+        latency: Histogram,
+        monotonic: Callable[[], float],
+    ) -> None:
         self.app = app
+        self.monotonic = monotonic
         self.expected = f"Bearer {token}".encode() if token else None
         self.max_body_bytes = max_body_bytes
         self.too_large = f"Request body too large (limit {max_body_bytes} bytes)"
@@ -28,7 +36,7 @@ class ApiMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
+        started = self.monotonic()
         status = 500
 
         async def send_and_note(message: Message) -> None:
@@ -46,7 +54,7 @@ class ApiMiddleware:
                 await self.app(scope, self._limited(receive), send_and_note)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
-            self.latency.labels(scope["method"], route, str(status)).observe(time.perf_counter() - started)
+            self.latency.labels(scope["method"], route, str(status)).observe(self.monotonic() - started)
 
     def _authorised(self, scope: Scope) -> bool:
         if self.expected is None:

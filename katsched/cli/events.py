@@ -2,7 +2,6 @@
 
 import json
 import uuid
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -85,11 +84,12 @@ def raw_file_command(
     config: ConfigOption = None,
 ) -> None:
     """A raw-file-received event, as Bytes publishes it (not persistent)."""
+    from katsched.clock import SystemClock
     from katsched.intake.messages import sample_raw_file
 
     amqp = load(config).amqp
     mimes = mime_types or [f"boefje/{boefje}"]
-    body = sample_raw_file(org, boefje, ooi, mimes, ended_at=datetime.now(UTC), raw_file_id=uuid.uuid4())
+    body = sample_raw_file(org, boefje, ooi, mimes, ended_at=SystemClock().now(), raw_file_id=uuid.uuid4())
     what = f"raw file of {boefje} on {ooi} ({', '.join(mimes)}, org {org})"
     _publish(
         url or amqp.url, queue or amqp.raw_files_queue, body, persistent=False, as_json=as_json, what=what

@@ -17,7 +17,6 @@ import functools
 import logging
 import random
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -92,7 +91,6 @@ class QueueConsumer:
         reconnect_backoff: Backoff | None = None,
         requeue_backoff: Backoff | None = None,
         clock: Clock | None = None,
-        monotonic: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
         connection_name: str | None = None,
     ) -> None:
@@ -102,7 +100,7 @@ class QueueConsumer:
         self._prefetch = prefetch
         self._reconnect_backoff = reconnect_backoff or Backoff(initial=1.0, maximum=retry_backoff_max)
         self._clock = clock or SystemClock()
-        self._monotonic = monotonic
+        self._monotonic = self._clock.monotonic
         self._rand = rand
         requeue = requeue_backoff or Backoff(initial=0.5, maximum=retry_backoff_max)
         self._pool = WorkerPool(queue, work, self._settle, workers=workers, backoff=requeue, rand=rand)

@@ -14,6 +14,7 @@ from katsched.daemon import Signals
 from katsched.errors import ConfigError
 from katsched.supervisor import Fatal, RestartPolicy, State, Supervised, Supervisor
 from katsched.systemd import Notifier
+from katsched.testing import FakeClock
 from tests.integration.test_daemon_lifecycle import DaemonProcess, quiet_config, wait_until
 
 pytestmark = pytest.mark.integration
@@ -39,41 +40,33 @@ class FakeComponent:
         return True
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def built() -> list[FakeComponent]:
     return []
 
 
-def supervisor_of(built: list[FakeComponent], clock: Clock, **policy: float) -> Supervisor:
+def supervisor_of(built: list[FakeComponent], clock: FakeClock, **policy: float) -> Supervisor:
     def factory() -> FakeComponent:
         built.append(FakeComponent())
         return built[-1]
 
-    return Supervisor([Supervised("worker", factory)], RestartPolicy(**policy), monotonic=clock)  # type: ignore[arg-type]
+    return Supervisor([Supervised("worker", factory)], RestartPolicy(**policy), clock=clock)  # type: ignore[arg-type]
 
 
 def test_a_dead_component_is_rebuilt_after_a_growing_pause(
     built: list[FakeComponent], caplog: pytest.LogCaptureFixture
 ) -> None:
-    clock = Clock()
+    clock = FakeClock()
     supervisor = supervisor_of(built, clock, initial=1.0, maximum=60.0, budget=5, window=600.0)
     supervisor.start_all()
     for expected_pause in (1.0, 2.0, 4.0):
         built[-1].running = False  # its thread ended
         supervisor.check()
         assert supervisor.slots[0].state is State.RESTARTING
-        clock.now += expected_pause - 0.01
+        clock.advance(seconds=expected_pause - 0.01)
         supervisor.check()
         assert supervisor.slots[0].state is State.RESTARTING
-        clock.now += 0.01
+        clock.advance(seconds=0.01)
         supervisor.check()
         assert supervisor.slots[0].state is State.RUNNING and built[-1].running
     assert len(built) == 4
@@ -81,13 +74,13 @@ def test_a_dead_component_is_rebuilt_after_a_growing_pause(
 
 
 def test_too_many_deaths_stop_the_daemon_with_the_reason(built: list[FakeComponent]) -> None:
-    clock = Clock()
+    clock = FakeClock()
     supervisor = supervisor_of(built, clock, initial=1.0, maximum=1.0, budget=2, window=600.0)
     supervisor.start_all()
     for _ in range(2):
         built[-1].running = False
         supervisor.check()
-        clock.now += 1
+        clock.advance(seconds=1)
         supervisor.check()
     built[-1].running = False
     with pytest.raises(Fatal, match="component worker died 3 times within 600s; last: its thread ended"):
@@ -96,13 +89,13 @@ def test_too_many_deaths_stop_the_daemon_with_the_reason(built: list[FakeCompone
 
 
 def test_deaths_long_ago_do_not_count(built: list[FakeComponent]) -> None:
-    clock = Clock()
+    clock = FakeClock()
     supervisor = supervisor_of(built, clock, initial=1.0, maximum=1.0, budget=1, window=60.0)
     supervisor.start_all()
     for _ in range(3):
         built[-1].running = False
         supervisor.check()
-        clock.now += 61
+        clock.advance(seconds=61)
         supervisor.check()
     assert supervisor.slots[0].state is State.RUNNING
 
@@ -114,11 +107,11 @@ def test_a_failed_start_is_retried_but_a_configuration_error_is_fatal() -> None:
         attempts.append(FakeComponent(OSError("address in use") if len(attempts) == 0 else None))
         return attempts[-1]
 
-    clock = Clock()
-    supervisor = Supervisor([Supervised("api", flaky)], monotonic=clock)
+    clock = FakeClock()
+    supervisor = Supervisor([Supervised("api", flaky)], clock=clock)
     supervisor.start_all()
     assert supervisor.slots[0].state is State.RESTARTING
-    clock.now += 1
+    clock.advance(seconds=1)
     supervisor.check()
     assert supervisor.slots[0].state is State.RUNNING
 

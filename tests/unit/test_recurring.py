@@ -1,6 +1,5 @@
 """Recurring jobs: a job set per organisation, global jobs, and failures that never stop the scheduler."""
 
-import itertools
 import logging
 import threading
 import time
@@ -14,6 +13,12 @@ from katsched.recurring import GlobalJob, JobResult, OrganisationJob, Recurring,
 from katsched.testing import FakeClock
 
 HOUR = 3600.0
+
+
+def wall_clock() -> FakeClock:
+    """A fake clock at the real now: APScheduler keeps its own wall time, and a job brought forward to the
+    injected clock's now must be due in APScheduler's time too (a time long past would count as missed)."""
+    return FakeClock(datetime.now(UTC))
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -62,7 +67,7 @@ def recurring(organisations: list[str], calls: Calls) -> Iterator[Recurring]:
         organisations=lambda: list(organisations),
         organisation_jobs=[OrganisationJob("plan", HOUR, calls), OrganisationJob("rank", HOUR, calls)],
         global_jobs=[GlobalJob("sweep", HOUR, calls)],
-        clock=FakeClock(datetime(2026, 11, 28, tzinfo=UTC)),
+        clock=wall_clock(),
         organisations_interval=HOUR,
         jitter=5,
         rand=lambda: 1.0,
@@ -115,7 +120,7 @@ def test_a_catalogue_outage_keeps_the_current_job_sets(
         organisations=catalogue,
         organisation_jobs=[OrganisationJob("plan", HOUR, calls)],
         global_jobs=[],
-        clock=FakeClock(),
+        clock=wall_clock(),
         organisations_interval=HOUR,
         rand=lambda: 1.0,
     )
@@ -172,22 +177,57 @@ def test_jobs_coalesce_never_overlap_and_are_jittered(recurring: Recurring) -> N
     assert job.trigger.interval == timedelta(hours=1)
 
 
-def test_first_runs_are_spread_over_the_interval(calls: Calls) -> None:
+def test_first_runs_are_spread_over_the_interval_from_the_injected_clock(calls: Calls) -> None:
     offsets = iter([1.0, 0.1, 0.5, 0.9])  # the refresh job first, then one per organisation
+    # A day ahead of the real time: every first run is then exactly the clock's now plus its offset.
+    clock = FakeClock(datetime.now(UTC).replace(microsecond=0) + timedelta(days=1))
     jobs = Recurring(
         organisations=lambda: ["a", "b", "c"],
         organisation_jobs=[OrganisationJob("plan", HOUR, calls)],
         global_jobs=[],
-        clock=FakeClock(),
+        clock=clock,
         organisations_interval=HOUR,
         rand=lambda: next(offsets, 1.0),
     )
     jobs.start(paused=True)
     try:
         runs = jobs.next_runs()
-        first = sorted(run for org in "abc" if (run := runs[job_id("plan", org)]) is not None)
-        assert len(first) == 3
-        assert all(later - earlier > timedelta(minutes=20) for earlier, later in itertools.pairwise(first))
+        first = [runs[job_id("plan", org)] for org in "abc"]
+        start = clock.now()
+        assert first == [
+            start + timedelta(minutes=6),
+            start + timedelta(minutes=30),
+            start + timedelta(minutes=54),
+        ]
+        assert runs["organisations"] == start + timedelta(hours=1)
+    finally:
+        jobs.stop(timeout=10)
+
+
+def test_job_durations_are_read_from_the_injected_clock(
+    calls: Calls, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = wall_clock()
+
+    def slow_job(organisation: str) -> JobResult:
+        clock.advance(seconds=2.5)
+        return None
+
+    jobs = Recurring(
+        organisations=lambda: ["acme"],
+        organisation_jobs=[OrganisationJob("plan", HOUR, slow_job)],
+        global_jobs=[],
+        clock=clock,
+        organisations_interval=HOUR,
+        rand=lambda: 1.0,
+    )
+    caplog.set_level(logging.DEBUG, "katsched.recurring")
+    jobs.start()
+    try:
+        jobs.run_now("plan@acme")
+        wait_until(lambda: jobs.stats().get("plan@acme") is not None)
+        assert "job_done job=plan org=acme seconds=2.500" in caplog.text
+        assert jobs.stats()["plan@acme"].last_run_at == clock.now()
     finally:
         jobs.stop(timeout=10)
 

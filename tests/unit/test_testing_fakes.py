@@ -33,6 +33,19 @@ def test_fake_clock_default_start_is_aware() -> None:
     assert FakeClock().now().tzinfo is UTC
 
 
+def test_fake_clock_monotonic_time_follows_advance_but_not_set() -> None:
+    clock = FakeClock(START)
+    assert clock.monotonic() == 0.0
+    clock.advance(seconds=1.5)
+    clock.set(START - timedelta(days=1))  # the wall clock put back, as an NTP step does
+    assert clock.monotonic() == 1.5
+    clock.advance(minutes=1)
+    assert clock.monotonic() == 61.5
+    assert clock.now() == START - timedelta(days=1) + timedelta(minutes=1)
+    with pytest.raises(ValueError, match="forward only"):
+        clock.advance(seconds=-1)
+
+
 def test_in_memory_catalog_needs_the_organisation_first() -> None:
     catalog = InMemoryCatalog()
     plugin = Plugin(id="dns", type="boefje", enabled=True, scan_level=1, consumes=["Hostname"], produces=[])
