@@ -15,6 +15,7 @@ from enum import StrEnum
 from types import TracebackType
 from typing import Protocol
 
+from katsched.backoff import Backoff
 from katsched.clock import Clock, SystemClock
 from katsched.errors import ConfigError, StartupError
 
@@ -43,15 +44,18 @@ class State(StrEnum):
     STOPPED = "stopped"
 
 
+RESTART_BACKOFF = Backoff(initial=1.0, maximum=60.0, jitter=0.0)
+
+
 @dataclass(frozen=True)
 class RestartPolicy:
-    initial: float = 1.0
-    maximum: float = 60.0
+    backoff: Backoff = RESTART_BACKOFF
     budget: int = 5  # restarts allowed within `window` seconds
     window: float = 600.0
 
     def delay(self, restarts: int) -> float:
-        return float(min(self.maximum, self.initial * 2 ** max(0, restarts - 1)))
+        """The pause before restart number `restarts` (1 for the first)."""
+        return self.backoff.delay(restarts - 1)
 
 
 class Supervised:

@@ -1,7 +1,6 @@
 """Event intake: RabbitMQ consumers that turn OpenKAT's events into tasks (SPEC §5)."""
 
 from katsched.intake.amqp import ConsumerState, ConsumerStats, QueueConsumer
-from katsched.intake.backoff import Backoff
 from katsched.intake.messages import (
     BATCH_SIZE,
     Batch,
@@ -18,7 +17,6 @@ from katsched.intake.publish import Publisher
 
 __all__ = [
     "BATCH_SIZE",
-    "Backoff",
     "Batch",
     "ConsumerState",
     "ConsumerStats",

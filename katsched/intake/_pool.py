@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from katsched.backoff import Backoff
 from katsched.errors import MessageError, ServiceError, StorageError
-from katsched.intake.backoff import Backoff
 from katsched.intake.messages import Batch, Handler, one_line, quoted, single
 
 log = logging.getLogger("katsched.intake")

@@ -25,10 +25,10 @@ from typing import Any
 import pika
 import pika.exceptions
 
+from katsched.backoff import Backoff
 from katsched.clock import Clock, SystemClock
 from katsched.intake._connection import connection_parameters, describe_error, mismatch, quietly
 from katsched.intake._pool import Delivery, Outcome, Verdict, WorkerPool
-from katsched.intake.backoff import Backoff
 from katsched.intake.messages import Batch, Handler, quoted
 
 log = logging.getLogger("katsched.intake")

@@ -19,6 +19,7 @@ import httpx
 from pydantic import TypeAdapter, ValidationError
 
 from katsched import __version__
+from katsched.backoff import Backoff
 from katsched.errors import ServiceError, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
@@ -55,16 +56,17 @@ def build_client(
     )
 
 
+HTTP_BACKOFF = Backoff(initial=0.5, maximum=10.0, jitter=0.0)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How often, and how patiently, a transient failure is tried again."""
 
     attempts: int = 4
     """Tries in all, the first included."""
-    base_delay: float = 0.5
-    """Seconds before the first retry; each further retry waits twice as long."""
-    max_delay: float = 10.0
-    """No single pause is longer, whatever the backoff or the server's Retry-After says."""
+    backoff: Backoff = HTTP_BACKOFF
+    """The pauses; its `maximum` also caps a server's Retry-After."""
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
@@ -72,9 +74,8 @@ class RetryPolicy:
 
     def delay(self, retry: int, retry_after: float | None = None) -> float:
         """Seconds to wait before retry number `retry` (1 for the first); a server's Retry-After may only
-        lengthen the pause, never beyond `max_delay`."""
-        backoff = self.base_delay * 2.0 ** (retry - 1)
-        return min(self.max_delay, max(backoff, retry_after or 0.0))
+        lengthen the pause, never beyond the backoff's maximum."""
+        return min(self.backoff.maximum, max(self.backoff.delay(retry - 1), retry_after or 0.0))
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from katsched.backoff import Backoff
 from katsched.clock import Clock
 from katsched.core.models import OOI, BoefjeConfig, BoefjeMeta, Organisation, Plugin
 from katsched.kat.bytes import BytesClient
@@ -404,7 +405,7 @@ def refused_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.04)
+FAST_RETRY = RetryPolicy(attempts=3, backoff=Backoff(initial=0.01, maximum=0.04, jitter=0.0))
 
 
 @dataclass

@@ -5,6 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from katsched.backoff import Backoff
 from katsched.core.models import Organisation
 from katsched.errors import ServiceError, ServiceUnavailable
 from katsched.kat.bytes import BytesClient
@@ -235,7 +236,7 @@ def test_client_errors_are_not_retried(server: KatFakeServer, kat: KatClients) -
 
 def test_refused_connection_is_service_unavailable(clock: FakeClock) -> None:
     pauses: list[float] = []
-    retry = RetryPolicy(attempts=3, base_delay=0.01)
+    retry = RetryPolicy(attempts=3, backoff=Backoff(initial=0.01, jitter=0.0))
     octopoes = OctopoesClient(
         ServiceHttp("octopoes", build_client(refused_url(), timeout=2), retry=retry, sleep=pauses.append)
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from katsched.backoff import Backoff
 from katsched.daemon import Signals
 from katsched.errors import ConfigError
 from katsched.supervisor import Fatal, RestartPolicy, State, Supervised, Supervisor
@@ -45,12 +46,21 @@ def built() -> list[FakeComponent]:
     return []
 
 
-def supervisor_of(built: list[FakeComponent], clock: FakeClock, **policy: float) -> Supervisor:
+def supervisor_of(
+    built: list[FakeComponent],
+    clock: FakeClock,
+    *,
+    initial: float,
+    maximum: float,
+    budget: int,
+    window: float,
+) -> Supervisor:
     def factory() -> FakeComponent:
         built.append(FakeComponent())
         return built[-1]
 
-    return Supervisor([Supervised("worker", factory)], RestartPolicy(**policy), clock=clock)  # type: ignore[arg-type]
+    policy = RestartPolicy(Backoff(initial=initial, maximum=maximum, jitter=0.0), budget, window)
+    return Supervisor([Supervised("worker", factory)], policy, clock=clock)
 
 
 def test_a_dead_component_is_rebuilt_after_a_growing_pause(

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from pika.adapters.blocking_connection import BlockingChannel
 
+from katsched.backoff import Backoff
 from katsched.core.models import ScanProfileMutation
 from katsched.errors import MessageError, ServiceUnavailable, StorageError
-from katsched.intake import Backoff, Batch, ConsumerState, QueueConsumer, mutation_handler, sample_mutation
+from katsched.intake import Batch, ConsumerState, QueueConsumer, mutation_handler, sample_mutation
 from katsched.intake.amqp import DEAD_AT_HEADER, QUEUE_HEADER, REASON_HEADER
 from tests.integration.test_intake_publish import (
     AMQP_URL,

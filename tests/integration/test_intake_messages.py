@@ -8,7 +8,6 @@ import pytest
 from katsched.core.models import MutationOperation
 from katsched.errors import ConfigError, MessageError
 from katsched.intake import (
-    Backoff,
     QueueConsumer,
     decode_mutation,
     decode_raw_file,
@@ -104,21 +103,6 @@ def test_a_reason_is_one_short_line() -> None:
     document = dict(OCTOPOES_MUTATION, client_id={"x" * 1000: "\n" * 50})
     reason = reason_for(decode_mutation, body(document))
     assert "\n" not in reason and len(reason) <= 300
-
-
-def test_backoff_grows_and_is_bounded_with_jitter_below_the_base() -> None:
-    backoff = Backoff(initial=0.5, maximum=60, factor=2, jitter=0.2)
-    assert [backoff.delay(n, 0.0) for n in range(9)] == [0.5, 1, 2, 4, 8, 16, 32, 60, 60]
-    assert backoff.delay(3, 0.999) == pytest.approx(4 * (1 - 0.2 * 0.999))
-    assert backoff.delay(10_000, 0.5) == pytest.approx(54.0)  # no overflow for a long outage
-
-
-@pytest.mark.parametrize(
-    "options", [{"initial": 0}, {"initial": 2, "maximum": 1}, {"factor": 0.5}, {"jitter": 1.0}]
-)
-def test_an_unusable_backoff_is_refused(options: dict[str, float]) -> None:
-    with pytest.raises(ValueError, match="unusable backoff"):
-        Backoff(**options)
 
 
 @pytest.mark.parametrize(

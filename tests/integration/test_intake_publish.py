@@ -17,8 +17,9 @@ from typing import Any
 import pika
 import pytest
 
+from katsched.backoff import Backoff
 from katsched.errors import ServiceUnavailable
-from katsched.intake import Backoff, Publisher, decode_mutation, decode_raw_file
+from katsched.intake import Publisher, decode_mutation, decode_raw_file
 from katsched.intake.amqp import QueueConsumer
 from tests.integration.support import Run
 

@@ -8,6 +8,7 @@ import pytest
 from pydantic import TypeAdapter
 
 from katsched import __version__
+from katsched.backoff import Backoff
 from katsched.errors import ServiceError, ServiceUnavailable
 from katsched.kat.http import RetryPolicy, ServiceHttp, build_client
 
@@ -79,12 +80,12 @@ def test_query_parameters_repeat_lists_and_leave_out_none() -> None:
 
 
 def test_backoff_doubles_up_to_the_cap() -> None:
-    policy = RetryPolicy(attempts=8, base_delay=0.5, max_delay=5.0)
+    policy = RetryPolicy(attempts=8, backoff=Backoff(initial=0.5, maximum=5.0, jitter=0.0))
     assert [policy.delay(retry) for retry in range(1, 7)] == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
 
 
 def test_retry_after_may_only_lengthen_the_pause_up_to_the_cap() -> None:
-    policy = RetryPolicy(base_delay=0.5, max_delay=10.0)
+    policy = RetryPolicy()  # the default: 0.5 s doubling, capped at 10 s
     assert policy.delay(1, retry_after=3.0) == 3.0
     assert policy.delay(3, retry_after=0.1) == 2.0
     assert policy.delay(1, retry_after=3600.0) == 10.0
