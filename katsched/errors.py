@@ -3,9 +3,15 @@
 Adapters translate library errors into these classes once, at the boundary; the CLI maps each branch to a
 one-line message and an exit code (see ``katsched.cli``), the HTTP API to a status code.
 
+A bug is not translated: a SQL statement that does not compile, a missing column, a programming error in
+our code propagates as the library raised it, with its traceback, and fails its unit of work loudly (API 500,
+a dead-lettered message, an ERROR line from a recurring job). Only what is on purpose is a `KatschedError`.
+
     KatschedError
     ├── ConfigError            a config file that cannot be used
-    ├── StorageError           the database failed
+    ├── StorageError           the database cannot be used as it is (no file, schema behind, no driver)
+    │   ├── StorageUnavailable   transient: cannot connect, connection lost, locked past the busy timeout
+    │   └── InvalidValue         the database refuses a value (out of range, NUL, a constraint): 400
     ├── StartupError           the daemon or API cannot start (port in use, …): exit 1 before READY
     ├── ServiceError           a KAT service (Katalogus, Octopoes, Bytes) failed
     │   └── ServiceUnavailable   transient: refused, timed out, 5xx
@@ -33,6 +39,17 @@ class ConfigError(KatschedError):
 
 class StorageError(KatschedError):
     """The database could not complete an operation."""
+
+
+class StorageUnavailable(StorageError):
+    """Transient: the database cannot be reached, the connection was lost, or it stayed locked for longer
+    than the busy timeout. Retry later: requeue the message, answer 503, defer the job."""
+
+
+class InvalidValue(StorageError):
+    """The database refuses a value it was given (a number out of range, a NUL character, a constraint
+    such as a missing referenced row): retrying will not help; the caller must change it (400,
+    dead-letter)."""
 
 
 class StartupError(KatschedError):

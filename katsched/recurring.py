@@ -26,7 +26,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from katsched.clock import Clock
-from katsched.errors import KatschedError, ServiceUnavailable, StorageError
+from katsched.errors import KatschedError, ServiceUnavailable, StorageUnavailable
 
 log = logging.getLogger("katsched.recurring")
 
@@ -255,7 +255,7 @@ class Recurring:
         error: str | None = None
         try:
             result = call()
-        except (ServiceUnavailable, StorageError) as exc:
+        except (ServiceUnavailable, StorageUnavailable) as exc:
             error = str(exc)
             log.warning("job_deferred %s error=%s", where, _one_line(error))
         except Exception as exc:

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError, OperationalError
 
 from katsched import errors
 
@@ -40,24 +39,19 @@ ANSWERS: Mapping[type[Exception], Answer] = {
     errors.QueueFull: Answer(429, "Too many requests"),
     errors.FilterError: Answer(400, "Invalid filter(s): {}"),
     errors.QueueError: Answer(400, "Bad request error occurred: {}"),
+    # Unreachable, or locked for longer than the busy timeout: try again shortly.
+    errors.StorageUnavailable: Answer(503, "A database error occurred: {}", {"Retry-After": "5"}),
+    # A value the database cannot hold (a NUL character, a number out of range): the client's to fix.
+    errors.InvalidValue: Answer(400, "Bad request error occurred: {}"),
     errors.StorageError: Answer(500, "A database error occurred: {}"),
     errors.ServiceError: Answer(503, "A service is unavailable: {}"),
     errors.KatschedError: Answer(500, "Internal error: {}"),
     BadRequest: Answer(400, "Bad request error occurred: {}"),
     ValidationFailed: Answer(400, "Validation error occurred: {}"),
 }
-# A database that cannot be reached or is locked for longer than the busy timeout: try again shortly.
-UNAVAILABLE = Answer(503, "A database error occurred: {}", {"Retry-After": "5"})
-# A value the database cannot hold (PostgreSQL: a NUL character, a number out of range): the client's to fix.
-REFUSED_VALUE = Answer(400, "Bad request error occurred: {}")
 
 
 def answer_for(error: Exception) -> Answer:
-    if isinstance(error, errors.StorageError):
-        if isinstance(error.__cause__, OperationalError):
-            return UNAVAILABLE
-        if isinstance(error.__cause__, DataError):
-            return REFUSED_VALUE
     for cls in type(error).__mro__:
         if cls in ANSWERS:
             return ANSWERS[cls]

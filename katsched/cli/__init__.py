@@ -22,6 +22,7 @@ EXIT_CODES: dict[type[errors.KatschedError], int] = {
     errors.ConfigError: 2,
     errors.FilterError: 2,
     errors.InvalidItem: 2,
+    errors.InvalidValue: 2,
     errors.SourceError: 2,
     errors.NotFound: 3,
     errors.NotAllowed: 4,

@@ -23,7 +23,7 @@ from enum import Enum
 from typing import Any
 
 from katsched.backoff import Backoff
-from katsched.errors import MessageError, ServiceError, StorageError
+from katsched.errors import InvalidValue, MessageError, ServiceError, StorageUnavailable
 from katsched.intake.messages import Batch, Handler, one_line, quoted, single
 
 log = logging.getLogger("katsched.intake")
@@ -31,7 +31,11 @@ log = logging.getLogger("katsched.intake")
 # The message decoded, so it is sound: when a KAT service or the database refuses the work, retry later. A
 # service that is down raises ServiceUnavailable; other ServiceErrors (a refused login, an answer that does
 # not parse) are as likely fixed by the operator as by time, and the message must survive until they are.
-TRANSIENT = (ServiceError, StorageError)
+TRANSIENT = (ServiceError, StorageUnavailable)
+# The message's own fault, found by decoding it or by the database refusing one of its values: dead-lettered
+# with the reason, no traceback. Anything else that escapes the planner is a bug: dead-lettered too (never
+# requeued forever, never dropped), with an ERROR line and its traceback.
+REFUSED = (MessageError, InvalidValue)
 
 
 class Verdict(Enum):
@@ -253,7 +257,7 @@ class WorkerPool:
         return [Outcome(delivery, Verdict.ACK) for delivery in deliveries]
 
     def _dead(self, delivery: Delivery, error: Exception) -> Outcome:
-        if isinstance(error, MessageError):
+        if isinstance(error, REFUSED):
             reason = one_line(str(error))
         else:
             # A bug, or a service refusing this very message: keep the message, in the dead-letter queue,

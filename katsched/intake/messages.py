@@ -20,8 +20,9 @@ from katsched.errors import MessageError
 Handler = Callable[[bytes], object]
 """Decodes one message body and does its work; returns once the work is committed.
 
-Raises `MessageError` for a body that can never be processed (dead-lettered), `ServiceUnavailable` or
-`StorageError` for a transient failure (requeued with backoff)."""
+Raises `MessageError` for a body that can never be processed and `InvalidValue` for a value the database
+refuses (both dead-lettered), `ServiceError` or `StorageUnavailable` for a transient failure (requeued with
+backoff). Anything else is a bug: dead-lettered with an ERROR line and its traceback."""
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")

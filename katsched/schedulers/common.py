@@ -9,7 +9,7 @@ from itertools import islice
 from typing import TypeVar
 
 from katsched.core.ports import DecisionRecord, PushOutcome, PushResult, TaskDraft, TaskStore
-from katsched.errors import ServiceError, StorageError
+from katsched.errors import ServiceError, StorageUnavailable
 from katsched.schedulers.summary import PlanSummary
 
 logger = logging.getLogger("katsched.schedulers")
@@ -62,7 +62,7 @@ def deferring(planner: str, organisation: str) -> Iterator[None]:
     Batches committed before the failure stay committed; running the same input again skips them."""
     try:
         yield
-    except (ServiceError, StorageError) as exc:
+    except (ServiceError, StorageUnavailable) as exc:
         logger.warning("planner_deferred planner=%s org=%s error=%r", planner, organisation, str(exc))
         raise
 

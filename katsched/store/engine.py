@@ -22,9 +22,10 @@ from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 
-from katsched.errors import StorageError
+from katsched.errors import InvalidValue, StorageError, StorageUnavailable
 
 READ_ONLY = "katsched_read_only"
 # The driver's own error escapes untranslated from the BEGIN sent straight to it (see _begin).
@@ -125,12 +126,12 @@ def _sqlite_engine(url: str, busy_timeout_ms: int, pool_size: int, cache_mib: in
 
 @contextmanager
 def write(engine: Engine) -> Iterator[Connection]:
-    """A write transaction; database errors become StorageError."""
+    """A write transaction; database errors are translated by `translated`."""
     try:
         with engine.begin() as connection:
             yield connection
     except DATABASE_ERRORS as exc:
-        raise StorageError(f"database error: {first_line(exc)}") from exc
+        raise translated(exc) from exc
 
 
 @contextmanager
@@ -140,7 +141,73 @@ def read(engine: Engine) -> Iterator[Connection]:
         with engine.connect() as plain, plain.execution_options(**{READ_ONLY: True}).begin() as _:
             yield plain
     except DATABASE_ERRORS as exc:
-        raise StorageError(f"database error: {first_line(exc)}") from exc
+        raise translated(exc) from exc
+
+
+def translated(exc: Exception) -> Exception:
+    """The database error in our tree: `StorageUnavailable` (transient), `InvalidValue` (the caller's),
+    or, for a bug (a statement that does not compile, a missing table or column, misuse of the library),
+    the exception itself, so that it propagates unchanged with its traceback."""
+    message = f"database error: {first_line(exc)}"
+    if isinstance(exc, SQLAlchemyTimeout | DisconnectionError):  # no pooled connection free, or lost
+        return StorageUnavailable(message)
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return StorageUnavailable(message)
+    original = exc.orig if isinstance(exc, DBAPIError) else exc
+    if isinstance(original, sqlite3.Error):
+        kind = _SQLITE.get(original.sqlite_errorcode & 0xFF)
+    else:
+        kind = _postgres_kind(getattr(original, "sqlstate", None), exc)
+    return kind(message) if kind is not None else exc
+
+
+# SQLite's primary result codes. SQLITE_ERROR (1: syntax, no such table or column) and SQLITE_RANGE/MISUSE
+# are bugs and stay untranslated.
+_SQLITE: dict[int, type[StorageError]] = {
+    5: StorageUnavailable,  # BUSY: locked past the busy timeout
+    6: StorageUnavailable,  # LOCKED
+    7: StorageUnavailable,  # NOMEM
+    8: StorageUnavailable,  # READONLY: the file or its directory is not writable (any more)
+    9: StorageUnavailable,  # INTERRUPT
+    10: StorageUnavailable,  # IOERR
+    11: StorageUnavailable,  # CORRUPT: unusable until an operator restores it; no retry makes it a bug
+    13: StorageUnavailable,  # FULL: the disk
+    14: StorageUnavailable,  # CANTOPEN
+    15: StorageUnavailable,  # PROTOCOL: a lock race between processes
+    26: StorageUnavailable,  # NOTADB
+    18: InvalidValue,  # TOOBIG: a string or blob over the limit
+    19: InvalidValue,  # CONSTRAINT: NOT NULL, CHECK, UNIQUE, FOREIGN KEY
+    20: InvalidValue,  # MISMATCH: a datatype mismatch
+}
+
+# PostgreSQL SQLSTATE classes (first two characters) and single states.
+_POSTGRES_CLASSES: dict[str, type[StorageError]] = {
+    "08": StorageUnavailable,  # connection exception
+    "28": StorageUnavailable,  # invalid authorization: the operator's to fix, not ours
+    "53": StorageUnavailable,  # insufficient resources (disk full, too many connections)
+    "58": StorageUnavailable,  # system error (I/O)
+    "22": InvalidValue,  # data exception: out of range, NUL character, invalid text representation
+    "23": InvalidValue,  # integrity constraint violation
+}
+_POSTGRES_STATES: dict[str, type[StorageError]] = {
+    "40001": StorageUnavailable,  # serialization failure
+    "40P01": StorageUnavailable,  # deadlock detected
+    "55P03": StorageUnavailable,  # lock not available (lock_timeout)
+    "57014": StorageUnavailable,  # query cancelled (statement_timeout)
+    "57P01": StorageUnavailable,  # admin shutdown
+    "57P02": StorageUnavailable,  # crash shutdown
+    "57P03": StorageUnavailable,  # cannot connect now (starting up)
+    "3D000": StorageUnavailable,  # the database does not exist (yet)
+    "42501": StorageUnavailable,  # insufficient privilege: a grant for the operator to fix
+}
+
+
+def _postgres_kind(sqlstate: str | None, exc: Exception) -> type[StorageError] | None:
+    if sqlstate is None:  # the driver's own verdict, before or without a server's answer
+        if isinstance(exc, OperationalError):  # refused, unreachable, closed
+            return StorageUnavailable
+        return InvalidValue if isinstance(exc, DataError) else None  # e.g. a NUL psycopg cannot send
+    return _POSTGRES_STATES.get(sqlstate) or _POSTGRES_CLASSES.get(sqlstate[:2])
 
 
 def first_line(exc: Exception) -> str:

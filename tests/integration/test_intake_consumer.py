@@ -6,16 +6,19 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pika.adapters.blocking_connection import BlockingChannel
+from sqlalchemy import text
 
 from katsched.backoff import Backoff
 from katsched.core.models import ScanProfileMutation
-from katsched.errors import MessageError, ServiceUnavailable, StorageError
+from katsched.errors import InvalidValue, MessageError, ServiceUnavailable, StorageUnavailable
 from katsched.intake import Batch, ConsumerState, QueueConsumer, mutation_handler, sample_mutation
 from katsched.intake.amqp import DEAD_AT_HEADER, QUEUE_HEADER, REASON_HEADER
+from katsched.store.engine import build_engine, write
 from tests.integration.test_intake_publish import (
     AMQP_URL,
     FAST,
@@ -139,7 +142,36 @@ def test_a_handler_bug_dead_letters_the_message_rather_than_losing_or_looping_it
     assert headers[REASON_HEADER] == "handler failed: KeyError: 'scan_profile'"
 
 
-@pytest.mark.parametrize("error", [ServiceUnavailable("katalogus: 500"), StorageError("database is locked")])
+def test_a_sql_bug_and_a_refused_value_are_dead_lettered_not_requeued(
+    broker: Broker, queue_name: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = build_engine(f"sqlite:///{tmp_path / 'bug.db'}")
+
+    def handle(body: bytes) -> None:
+        if json.loads(body)["n"] == 1:  # the database refuses one of the message's values
+            raise InvalidValue("database error: string or blob too big")
+        with write(engine) as connection:  # a deliberate bug: a statement that does not compile
+            connection.execute(text("SELEC 1"))
+
+    caplog.set_level(logging.INFO, logger="katsched.intake")
+    with running(consumer_for(queue_name, handle, workers=1)) as consumer:
+        broker.publish(queue_name, *numbered(2))
+        wait_until(lambda: consumer.stats.dead_lettered == 2, "both are dead-lettered")
+        assert consumer.stats.requeued == 0
+    engine.dispose()
+    reasons = {
+        json.loads(body)["n"]: headers[REASON_HEADER]
+        for headers, body in broker.take_all(f"{queue_name}.dead")
+    }
+    assert reasons[1] == "database error: string or blob too big"
+    assert reasons[0].startswith('handler failed: OperationalError: (sqlite3.OperationalError) near "SELEC"')
+    [failed] = [r for r in caplog.records if r.getMessage().startswith("message_failed")]
+    assert failed.levelno == logging.ERROR and failed.exc_info is not None  # only the bug has a traceback
+
+
+@pytest.mark.parametrize(
+    "error", [ServiceUnavailable("katalogus: 500"), StorageUnavailable("database is locked")]
+)
 def test_a_transient_failure_is_requeued_with_growing_backoff_until_it_recovers(
     broker: Broker, queue_name: str, store: DedupStore, caplog: pytest.LogCaptureFixture, error: Exception
 ) -> None:

@@ -5,11 +5,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
-from katsched.errors import ServiceUnavailable
+from katsched.errors import InvalidValue, ServiceUnavailable, StorageUnavailable
 from katsched.recurring import GlobalJob, JobResult, OrganisationJob, Recurring, job_id
+from katsched.store.engine import build_engine, write
 from katsched.testing import FakeClock
 
 HOUR = 3600.0
@@ -166,6 +170,34 @@ def test_a_transient_failure_is_a_one_line_warning(
     [record] = [r for r in caplog.records if r.getMessage().startswith("job_deferred")]
     assert record.levelno == logging.WARNING and record.exc_info is None
     assert "org=acme" in record.getMessage()
+
+
+def test_failures_are_logged_by_the_error_tree(
+    recurring: Recurring, calls: Calls, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """Transient: a one-line deferral. The caller's value: a warning. A SQL bug: ERROR with its traceback."""
+    engine = build_engine(f"sqlite:///{tmp_path / 'bug.db'}")
+    try:
+        with write(engine) as connection:
+            connection.execute(text("SELECT 1 FROM no_such_table"))
+    except SQLAlchemyError as error:
+        sql_bug = error
+    engine.dispose()
+    failures = [StorageUnavailable("database error: database is locked"), InvalidValue("a NUL"), sql_bug]
+    calls.failures.extend(failures)
+    for runs in range(1, 4):
+        recurring.run_now("plan@acme")
+        wait_until(lambda runs=runs: getattr(recurring.stats().get("plan@acme"), "runs", 0) == runs)
+    lines = {r.getMessage().split(" ", 1)[0]: r for r in caplog.records if r.name == "katsched.recurring"}
+    assert [r.levelno for r in caplog.records if r.getMessage().startswith("job_")] == [
+        logging.WARNING,
+        logging.WARNING,
+        logging.ERROR,
+    ]
+    assert lines["job_deferred"].exc_info is None
+    failed = [r for r in caplog.records if r.getMessage().startswith("job_failed")]
+    assert "InvalidValue" in failed[0].getMessage() and failed[0].levelno == logging.WARNING
+    assert "no such table" in failed[1].getMessage() and failed[1].exc_info is not None
 
 
 def test_jobs_coalesce_never_overlap_and_are_jittered(recurring: Recurring) -> None:
