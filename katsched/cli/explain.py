@@ -133,6 +133,8 @@ def _boefje(entry: "BoefjeExplanation") -> "RenderableType":
     if entry.active_task is not None:
         task = entry.active_task
         facts.append(f"active task: {task.id} {task.status} since {_at(task.since)}")
+        if task.popped_by is not None:
+            facts.append(f"held by: {task.popped_by}, popped at {_at(task.popped_by.at)}")
     facts.append(f"schedule: {_schedule(entry)}")
     if entry.twins:
         facts.append(f"deduplicated with: {', '.join(entry.twins)}")

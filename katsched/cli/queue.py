@@ -13,8 +13,9 @@ from katsched.cli.common import ConfigOption, JsonOption, console, open_queue, p
 from katsched.cli.render import task_table
 from katsched.core.filters import FilterExpr, parse_filter_request, parse_filters
 from katsched.core.models import SchedulerKind, TaskStatus
+from katsched.core.ports import PoppedBy
 from katsched.errors import InvalidItem, NotAllowed
-from katsched.store.queue import NewTask, PoppedBy, TaskQuery
+from katsched.store.queue import NewTask, TaskQuery
 
 app = typer.Typer(help="Look at, push to and pop from the queues.", no_args_is_help=True)
 

@@ -49,11 +49,26 @@ BLOCKING: frozenset[str] = frozenset(
 )
 
 
+class Runner(BaseModel):
+    """The runner that popped a task last: what `katsched tasks show` calls `popped_by`."""
+
+    address: str | None = Field(description='Its network address, or "cli" for the command line.')
+    agent: str | None = Field(description="The User-Agent it sent.")
+    at: datetime = Field(description="When it popped the task.")
+
+    def __str__(self) -> str:
+        return f"{self.address or '?'} ({self.agent or 'no user agent'})"
+
+
 class TaskRef(BaseModel):
     id: uuid.UUID
     status: TaskStatus
     created_at: datetime
     since: datetime = Field(description="When its status last changed (modified_at).")
+    popped_by: Runner | None = Field(
+        None,
+        description="The runner holding it: set for an active task that was popped (dispatched, running).",
+    )
 
 
 class LastRun(BaseModel):
@@ -151,9 +166,10 @@ def boefje_verdict(
     if reason in (Reason.WITHIN_GRACE_PERIOD, Reason.WITHIN_INTERVAL):
         return VerdictKind.WAIT, _waiting(reason, eligible_at, schedule)
     if reason == Reason.ALREADY_ACTIVE and active is not None:
+        held = f", held by {active.popped_by}" if active.popped_by is not None else ""
         return (
             VerdictKind.ACTIVE,
-            f"already active: task {active.id} {active.status} since {stamp(active.since)}",
+            f"already active: task {active.id} {active.status} since {stamp(active.since)}{held}",
         )
     if reason == DEFERRED:
         return VerdictKind.DEFERRED, f"deferred: {unavailable} is unavailable; the planner would try again"

@@ -202,6 +202,10 @@ class TaskStore(Protocol):
         """Re-rank the tasks that are still QUEUED; how many were."""
         ...
 
+    def popped_by(self, task_id: uuid.UUID) -> "PoppedBy | None":
+        """Who popped the task last, and when; None for a task never popped (or unknown)."""
+        ...
+
 
 class ScheduleStore(Protocol):
     def due(self, scheduler_id: str, limit: int, organisation: str | None = None) -> list[Schedule]:
@@ -213,6 +217,21 @@ class ScheduleStore(Protocol):
     def set_deadlines(self, deadlines: Mapping[uuid.UUID, datetime | None]) -> None: ...
 
     def disable(self, schedule_ids: Collection[uuid.UUID]) -> None: ...
+
+
+@dataclass(frozen=True)
+class PoppedBy:
+    """The runner that popped a task: its address (an IP, or "cli"), its User-Agent, and when."""
+
+    address: str | None
+    agent: str | None
+    at: datetime | None = None
+
+    def bounded(self, limit: int = 200) -> "PoppedBy":
+        """Both values cut to `limit` characters: a header is the client's to choose."""
+        return PoppedBy(
+            self.address[:limit] if self.address else None, self.agent[:limit] if self.agent else None
+        )
 
 
 @dataclass(frozen=True)

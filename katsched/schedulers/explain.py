@@ -21,12 +21,22 @@ from katsched.core.explain import (
     LastDecision,
     LastRun,
     NormalizerExplanation,
+    Runner,
     ScheduleFacts,
     TaskRef,
     boefje_verdict,
     normalizer_verdict,
 )
-from katsched.core.models import OOI, MutationOperation, Plugin, RawData, RawDataReceivedEvent, Schedule, Task
+from katsched.core.models import (
+    OOI,
+    MutationOperation,
+    Plugin,
+    RawData,
+    RawDataReceivedEvent,
+    Schedule,
+    Task,
+    TaskStatus,
+)
 from katsched.core.ports import (
     DecisionLog,
     DecisionRecord,
@@ -184,7 +194,7 @@ class Explainer:
         settings = self._boefjes.settings
         last_run = _last_run(verdict)
         eligible = eligible_at(last_run.at, plugin, settings.grace_period) if last_run.at else None
-        active = _task_ref(verdict.latest) if _is_active(verdict.latest) else None
+        active = self._active_task(verdict.latest)
         schedule_facts = _schedule_facts(schedule, plugin, decided)
         kind, line = boefje_verdict(
             verdict.decision.reason,
@@ -217,6 +227,17 @@ class Explainer:
             last_decision=_last_decision(decided),
             task_hash=item.hash,
         )
+
+    def _active_task(self, latest: Task | None) -> TaskRef | None:
+        """The task of this work that is not finished, with the runner holding it if one popped it."""
+        if latest is None or latest.status in TERMINAL:
+            return None
+        held = latest.status in (TaskStatus.DISPATCHED, TaskStatus.RUNNING)
+        runner = self._tasks.popped_by(latest.id) if held else None
+        popped_by = None
+        if runner is not None and runner.at is not None:
+            popped_by = Runner(address=runner.address, agent=runner.agent, at=runner.at)
+        return _task_ref(latest, popped_by)
 
     # -- normalizers ---------------------------------------------------------------------------------------
 
@@ -276,14 +297,16 @@ def _deferred_verdict(item: Candidate, latest: Task | None) -> Verdict:
     return Verdict(item, precheck(item) or Decision(Action.SKIP, DEFERRED), None, latest)
 
 
-def _is_active(task: Task | None) -> bool:
-    return task is not None and task.status not in TERMINAL
-
-
-def _task_ref(task: Task | None) -> TaskRef | None:
+def _task_ref(task: Task | None, popped_by: Runner | None = None) -> TaskRef | None:
     if task is None:
         return None
-    return TaskRef(id=task.id, status=task.status, created_at=task.created_at, since=task.modified_at)
+    return TaskRef(
+        id=task.id,
+        status=task.status,
+        created_at=task.created_at,
+        since=task.modified_at,
+        popped_by=popped_by,
+    )
 
 
 def _last_run(verdict: Verdict) -> LastRun:

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, Integer, Select, bindparam, case, func, select, u
 
 from katsched.clock import Clock
 from katsched.core.models import Schedule, Task
-from katsched.core.ports import NewRank, PushOutcome, QueuedRank, TaskDraft
+from katsched.core.ports import NewRank, PoppedBy, PushOutcome, QueuedRank, TaskDraft
 from katsched.store.bulk_push import BatchPush, prepare
 from katsched.store.engine import read, write
 from katsched.store.queue import IS_QUEUED, TaskQueue, to_task
@@ -129,6 +129,9 @@ class SqlTaskStore:
         )
         with read(self.engine) as connection:
             return [to_task(row) for row in connection.execute(statement)]
+
+    def popped_by(self, task_id: uuid.UUID) -> PoppedBy | None:
+        return self.queue.popped_by(task_id)
 
     def ranks_due(self, scheduler_id: str, organisation: str, now: datetime, limit: int) -> list[QueuedRank]:
         parameters = {"scheduler_id": scheduler_id, "organisation": organisation, "now": now, "limit": limit}

@@ -36,7 +36,7 @@ from sqlalchemy.sql.util import ClauseAdapter
 from katsched.clock import Clock
 from katsched.core.filters import FilterExpr
 from katsched.core.models import PushPolicy, SchedulerKind, Task, TaskStatus
-from katsched.core.ports import ScheduleLink
+from katsched.core.ports import PoppedBy, ScheduleLink
 from katsched.core.push import PushAction, align_ids, check_capacity, decide_push, validated_hash
 from katsched.core.transitions import check_transition
 from katsched.errors import NotAllowed, NotFound, StorageError
@@ -63,21 +63,6 @@ class QueuedTwin:
     id: uuid.UUID
     priority: int | None
     data: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class PoppedBy:
-    """The runner that popped a task: its address (an IP, or "cli"), its User-Agent, and when."""
-
-    address: str | None
-    agent: str | None
-    at: datetime | None = None
-
-    def bounded(self, limit: int = 200) -> "PoppedBy":
-        """Both values cut to `limit` characters: a header is the client's to choose."""
-        return PoppedBy(
-            self.address[:limit] if self.address else None, self.agent[:limit] if self.agent else None
-        )
 
 
 @dataclass(frozen=True)

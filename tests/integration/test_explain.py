@@ -489,3 +489,71 @@ def test_a_raw_file_that_records_a_failure_is_not_normalised(
     assert result.returncode == 0, result.stderr
     [entry] = json.loads(result.stdout)["normalizers"]
     assert entry["verdict"] == "blocked: the raw file records a boefje failure (error/… mime type)"
+
+
+# -- who holds an active task --------------------------------------------------------------------------------
+
+RUNNER_AGENT = "boefje-runner/1.2 (acme-scanner-3)"
+
+
+def popped_by_a_runner(client: TestClient, engine: Engine) -> uuid.UUID:
+    """A dns-records task pushed two days ago (past the grace period), popped now through the API by a runner
+    with a known User-Agent."""
+    task_id = task_in_the_past(engine, timedelta(days=2))
+    response = client.post("/schedulers/boefje/pop", headers={"User-Agent": RUNNER_AGENT})
+    assert [popped["id"] for popped in response.json()["results"]] == [str(task_id)]
+    return task_id
+
+
+def check_held(entry: dict[str, Any], task_id: uuid.UUID, status: str) -> None:
+    assert (entry["kind"], entry["reason"]) == ("active", "already_active"), entry
+    active = entry["active_task"]
+    assert (active["id"], active["status"]) == (str(task_id), status)
+    runner = active["popped_by"]
+    assert (runner["address"], runner["agent"]) == ("testclient", RUNNER_AGENT)
+    popped_at = datetime.fromisoformat(runner["at"].replace("Z", "+00:00"))
+    assert timedelta(0) <= datetime.now(UTC) - popped_at < timedelta(minutes=5)
+    assert entry["verdict"].endswith(f"held by testclient ({RUNNER_AGENT})"), entry["verdict"]
+
+
+def test_an_active_task_names_the_runner_that_holds_it(
+    engine: Engine, kat: KatFakeServer, tmp_path: Path, api_for: Callable[..., TestClient]
+) -> None:
+    kat.add_plugin(ORG, plugin())
+    kat.add_object(ORG, hostname())
+    config = write_config(tmp_path, engine, kat)
+    client = api_for(config)
+    task_id = popped_by_a_runner(client, engine)
+    before = row_counts(engine)
+
+    response = client.get("/explain", params={"organisation": ORG, "ooi": REF})
+    assert response.status_code == 200, response.text
+    check_held(only_entry(response.json()), task_id, "dispatched")
+
+    assert row_counts(engine) == before
+    TaskQueue(engine, SystemClock()).set_status(task_id, TaskStatus.RUNNING)
+    before = row_counts(engine)
+    result = cli(config, ORG, REF, "--json")
+    assert result.returncode == 0, result.stderr
+    check_held(only_entry(json.loads(result.stdout)), task_id, "running")
+
+    text = cli(config, ORG, REF)
+    assert text.returncode == 0, text.stderr
+    assert f"held by testclient ({RUNNER_AGENT})" in " ".join(text.stdout.split())  # the verdict, wrapped
+    assert f"  held by: testclient ({RUNNER_AGENT}), popped at " in text.stdout
+    assert row_counts(engine) == before
+
+
+def test_a_queued_task_is_held_by_nobody(
+    engine: Engine, kat: KatFakeServer, tmp_path: Path, api_for: Callable[..., TestClient]
+) -> None:
+    """Put back by its runner, the task is queued again: the runner that popped it no longer holds it."""
+    kat.add_plugin(ORG, plugin())
+    kat.add_object(ORG, hostname())
+    client = api_for(write_config(tmp_path, engine, kat))
+    task_id = popped_by_a_runner(client, engine)
+    TaskQueue(engine, SystemClock()).set_status(task_id, TaskStatus.QUEUED, reason="pushed back")
+    entry = only_entry(client.get("/explain", params={"organisation": ORG, "ooi": REF}).json())
+    assert entry["active_task"]["status"] == "queued"
+    assert entry["active_task"]["popped_by"] is None
+    assert "held by" not in entry["verdict"]

@@ -19,8 +19,9 @@ from katsched.api.schemas import (
     error_responses,
 )
 from katsched.core.models import PAYLOAD_TYPES, SchedulerKind, Task, TaskStatus
+from katsched.core.ports import PoppedBy
 from katsched.errors import InvalidItem, NotAllowed, NotFound, QueueError, QueueFull
-from katsched.store.queue import NewTask, PoppedBy, scheduler_kind
+from katsched.store.queue import NewTask, scheduler_kind
 
 SchedulerId = Annotated[str, Path(description="boefje, normalizer or report")]
 PopLimit = Annotated[
