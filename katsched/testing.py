@@ -1,7 +1,10 @@
 """In-memory ports and a settable clock, for our tests and for plugin authors' tests.
 
-Each fake answers as its real adapter does against the real service (the contract suite in
-`tests/contract/test_kat_ports.py` runs the same cases on both), and is safe to share between threads.
+Each fake answers as its real adapter does against the real service (the contract suites in
+`tests/contract/test_kat_ports.py` and `tests/contract/test_store_contract.py` run the same cases on both),
+and is safe to share between threads. The planners' store ports live in private modules, re-exported here:
+`MemoryTaskStore` and `MemoryScheduleStore` (sharing one `MemoryTables`), `MemorySeenPlugins`,
+`MemoryDecisionLog`.
 """
 
 import threading
@@ -9,6 +12,11 @@ from collections.abc import Collection, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from katsched._memory_schedules import MemoryDecisionLog as MemoryDecisionLog
+from katsched._memory_schedules import MemoryScheduleStore as MemoryScheduleStore
+from katsched._memory_schedules import MemorySeenPlugins as MemorySeenPlugins
+from katsched._memory_store import MemoryTaskStore as MemoryTaskStore
+from katsched._memory_tables import MemoryTables as MemoryTables
 from katsched.clock import Clock
 from katsched.core.models import OOI, BoefjeConfig, BoefjeMeta, Organisation, Plugin
 from katsched.core.ports import ObjectGraph, PluginCatalog, PluginType, RawDataIndex

@@ -56,10 +56,15 @@ def empty_postgres(engine: Engine) -> Engine:
     return engine
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    """A migrated, empty database: a real SQLite file, and PostgreSQL."""
-    if request.param == "postgres":
+DATABASES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@contextmanager
+def migrated_engine(
+    kind: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Engine]:
+    """A migrated, empty database of `kind`: a real SQLite file, or the run's PostgreSQL database emptied."""
+    if kind == "postgres":
         yield empty_postgres(request.getfixturevalue("postgres_engine"))
         return
     path = tmp_path_factory.mktemp("db") / "katsched.db"
@@ -67,3 +72,10 @@ def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     upgrade(sqlite)
     yield sqlite
     sqlite.dispose()
+
+
+@pytest.fixture(params=DATABASES)
+def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """A migrated, empty database: a real SQLite file, and PostgreSQL."""
+    with migrated_engine(request.param, request, tmp_path_factory) as database:
+        yield database

@@ -111,8 +111,8 @@ class RawDataIndex(Protocol):
 # The planners gather facts (newest task per hash, schedules per hash, due schedules), decide, and hand the
 # store one batch of drafts to push; the store pushes them in one transaction, each linked to its schedule
 # (found or created), so a batch is either wholly committed or not at all. Failures raise
-# `katsched.errors.StorageError`. The adapters are SQL only (`katsched.store.lookups`, `.plugins_seen`):
-# tests run them on a real SQLite file rather than on an in-memory stand-in.
+# `katsched.errors.StorageError`. The adapters: SQL (`katsched.store.lookups`, `.plugins_seen`, `.decisions`)
+# and in memory (`katsched.testing`); the store contract suite runs the same cases on both.
 # ----------------------------------------------------------------------------------------------------------
 
 

@@ -1,6 +1,7 @@
 """The push decision of SPEC §2: validate a task for its scheduler, then insert, update or refuse."""
 
 import uuid
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -8,7 +9,8 @@ from pydantic import ValidationError
 
 from katsched.core.hashing import task_hash
 from katsched.core.models import PAYLOAD_TYPES, PushPolicy, SchedulerKind, TaskPayload
-from katsched.errors import InvalidItem, NotAllowed, QueueFull
+from katsched.core.ports import PushResult, TaskDraft
+from katsched.errors import InvalidItem, NotAllowed, NotFound, QueueFull
 
 
 class PushAction(StrEnum):
@@ -74,3 +76,47 @@ def align_ids(
         raise InvalidItem(f"id {task_id} does not match data.id {data_id}")
     chosen = task_id or data_id or uuid.uuid4()
     return chosen, {**data, "id": str(chosen)}
+
+
+def scheduler_kind(scheduler_id: str) -> SchedulerKind:
+    try:
+        return SchedulerKind(scheduler_id)
+    except ValueError:
+        raise NotFound(f"Scheduler {scheduler_id} not found") from None
+
+
+@dataclass(frozen=True)
+class PreparedDraft:
+    """A planner's draft validated for its scheduler: its id aligned with its data, and its identity hash."""
+
+    draft: TaskDraft
+    kind: SchedulerKind
+    task_id: uuid.UUID
+    data: dict[str, Any]
+    hash: str
+
+
+def prepare_draft(draft: TaskDraft) -> PreparedDraft:
+    """Validate a draft as a single push does (an invalid one is a planner bug: InvalidItem propagates)."""
+    kind = scheduler_kind(draft.scheduler_id)
+    task_id, data = align_ids(kind, draft.id, draft.data)
+    return PreparedDraft(draft, kind, task_id, data, validated_hash(kind, data, draft.priority))
+
+
+def decide_draft(
+    policy: PushPolicy,
+    existing: tuple[int | None, dict[str, Any]] | None,
+    item: PreparedDraft,
+    queued: int,
+) -> PushAction | PushResult:
+    """A batch's push of one draft: insert or update, or the refusal as the outcome to report. `existing` as
+    in `decide_push`; `queued` is how many tasks the scheduler holds QUEUED, this batch's included."""
+    try:
+        action = decide_push(policy, existing, item.draft.priority, item.data)
+        if action is PushAction.INSERT:
+            check_capacity(policy, queued, item.draft.priority)
+    except NotAllowed:
+        return PushResult.ALREADY_QUEUED
+    except QueueFull:
+        return PushResult.QUEUE_FULL
+    return action

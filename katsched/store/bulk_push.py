@@ -15,11 +15,10 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, insert, literal_column, select, update
 
-from katsched.core.models import PushPolicy, SchedulerKind, Task, TaskStatus
-from katsched.core.ports import PushOutcome, PushResult, TaskDraft
-from katsched.core.push import PushAction, align_ids, check_capacity, decide_push, validated_hash
-from katsched.errors import NotAllowed, QueueFull
-from katsched.store.queue import IS_QUEUED, scheduler_kind
+from katsched.core.models import PushPolicy, Task, TaskStatus
+from katsched.core.ports import PushOutcome, PushResult
+from katsched.core.push import PreparedDraft, PushAction, decide_draft
+from katsched.store.queue import IS_QUEUED
 from katsched.store.schedule_links import LINK_SCHEDULE, linked_schedule, new_schedule
 from katsched.store.tables import schedules, tasks
 
@@ -40,26 +39,10 @@ _QUEUED_BY_HASH = (
 
 
 @dataclass(frozen=True)
-class _Prepared:
-    draft: TaskDraft
-    kind: SchedulerKind
-    task_id: uuid.UUID
-    data: dict[str, Any]
-    hash: str
-
-
-@dataclass(frozen=True)
 class _Queued:
     id: uuid.UUID
     priority: int | None
     data: Any
-
-
-def prepare(draft: TaskDraft) -> _Prepared:
-    """Validate a draft as `TaskQueue.push` does (an invalid one is a planner bug: InvalidItem propagates)."""
-    kind = scheduler_kind(draft.scheduler_id)
-    task_id, data = align_ids(kind, draft.id, draft.data)
-    return _Prepared(draft, kind, task_id, data, validated_hash(kind, data, draft.priority))
 
 
 class BatchPush:
@@ -75,13 +58,14 @@ class BatchPush:
         self._linked_schedules: list[dict[str, Any]] = []
         self._new_tasks: list[dict[str, Any]] = []
 
-    def run(self, prepared: Sequence[_Prepared]) -> list[PushOutcome]:
+    def run(self, prepared: Sequence[PreparedDraft]) -> list[PushOutcome]:
         self._load_queued(prepared)
+        self._count_queued(prepared)
         outcomes = [self._push(item) for item in prepared]
         self._flush()
         return outcomes
 
-    def _load_queued(self, prepared: Sequence[_Prepared]) -> None:
+    def _load_queued(self, prepared: Sequence[PreparedDraft]) -> None:
         by_scheduler: dict[str, set[str]] = {}
         for item in prepared:
             by_scheduler.setdefault(item.draft.scheduler_id, set()).add(item.hash)
@@ -92,38 +76,32 @@ class BatchPush:
             for row in found:  # oldest first: the newest queued duplicate wins, as in TaskQueue.push
                 self._queued[(scheduler_id, row.hash)] = _Queued(row.id, row.priority, row.data)
 
-    def _push(self, item: _Prepared) -> PushOutcome:
-        policy = self._policy_for(item.draft.scheduler_id)
-        key = (item.draft.scheduler_id, item.hash)
+    def _count_queued(self, prepared: Sequence[PreparedDraft]) -> None:
+        """Before the batch inserts anything: the queued tasks of each scheduler whose queue has a maxsize."""
+        for scheduler_id in {item.draft.scheduler_id for item in prepared}:
+            if self._policy_for(scheduler_id).maxsize:
+                counting = select(func.count()).where(tasks.c.scheduler_id == scheduler_id, IS_QUEUED)
+                self._queued_counts[scheduler_id] = int(self._connection.execute(counting).scalar_one())
+
+    def _push(self, item: PreparedDraft) -> PushOutcome:
+        scheduler_id = item.draft.scheduler_id
+        key = (scheduler_id, item.hash)
         existing = self._queued.get(key)
         previous = (existing.priority, existing.data) if existing is not None else None
-        try:
-            action = decide_push(policy, previous, item.draft.priority, item.data)
-            if action is PushAction.INSERT:
-                self._reserve_room(policy, item)
-        except NotAllowed:
-            return PushOutcome(item.draft, PushResult.ALREADY_QUEUED)
-        except QueueFull:
-            return PushOutcome(item.draft, PushResult.QUEUE_FULL)
+        queued = self._queued_counts.get(scheduler_id, 0)
+        action = decide_draft(self._policy_for(scheduler_id), previous, item, queued)
+        if isinstance(action, PushResult):
+            return PushOutcome(item.draft, action)
         schedule_id = self._link(item)
         if action is PushAction.UPDATE and existing is not None:
             task = self._update(existing.id, item, schedule_id)
         else:
             task = self._insert(item, schedule_id)
+            self._queued_counts[scheduler_id] = queued + 1  # manual tasks bypass maxsize, yet take room
         self._queued[key] = _Queued(task.id, task.priority, task.data)
         return PushOutcome(item.draft, PushResult.PUSHED, task)
 
-    def _reserve_room(self, policy: PushPolicy, item: _Prepared) -> None:
-        if not policy.maxsize or item.draft.priority <= 1:
-            return
-        scheduler_id = item.draft.scheduler_id
-        if scheduler_id not in self._queued_counts:
-            counting = select(func.count()).where(tasks.c.scheduler_id == scheduler_id, IS_QUEUED)
-            self._queued_counts[scheduler_id] = int(self._connection.execute(counting).scalar_one())
-        check_capacity(policy, self._queued_counts[scheduler_id], item.draft.priority)
-        self._queued_counts[scheduler_id] += 1
-
-    def _link(self, item: _Prepared) -> uuid.UUID | None:
+    def _link(self, item: PreparedDraft) -> uuid.UUID | None:
         link = item.draft.schedule
         if link is None:
             return None
@@ -136,7 +114,7 @@ class BatchPush:
         schedule_id: uuid.UUID = row["id"]
         return schedule_id
 
-    def _insert(self, item: _Prepared, schedule_id: uuid.UUID | None) -> Task:
+    def _insert(self, item: PreparedDraft, schedule_id: uuid.UUID | None) -> Task:
         row = {
             "id": item.task_id,
             "scheduler_id": item.draft.scheduler_id,
@@ -155,7 +133,7 @@ class BatchPush:
         self._new_tasks.append(row)
         return Task.model_validate(row)
 
-    def _update(self, task_id: uuid.UUID, item: _Prepared, schedule_id: uuid.UUID | None) -> Task:
+    def _update(self, task_id: uuid.UUID, item: PreparedDraft, schedule_id: uuid.UUID | None) -> Task:
         """The push policy lets this draft replace a queued duplicate: it keeps the queued task's id."""
         self._flush()  # the duplicate may be a row of this very batch
         data = {**item.data, "id": str(task_id)} if "id" in item.data else item.data

@@ -13,7 +13,8 @@ from sqlalchemy import Engine, Integer, Select, bindparam, case, func, select, u
 from katsched.clock import Clock
 from katsched.core.models import Schedule, Task
 from katsched.core.ports import NewRank, PoppedBy, PushOutcome, QueuedRank, TaskDraft
-from katsched.store.bulk_push import BatchPush, prepare
+from katsched.core.push import prepare_draft
+from katsched.store.bulk_push import BatchPush
 from katsched.store.engine import read, write
 from katsched.store.queue import IS_QUEUED, TaskQueue, to_task
 from katsched.store.schedules import ScheduleStore, to_schedule
@@ -99,7 +100,7 @@ class SqlTaskStore:
     def push_many(self, drafts: Sequence[TaskDraft]) -> list[PushOutcome]:
         if not drafts:
             return []
-        prepared = [prepare(draft) for draft in drafts]
+        prepared = [prepare_draft(draft) for draft in drafts]
         with write(self.engine) as connection:
             return BatchPush(connection, self.clock.now(), self.queue.policy).run(prepared)
 

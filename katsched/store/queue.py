@@ -38,6 +38,7 @@ from katsched.core.filters import FilterExpr
 from katsched.core.models import PushPolicy, SchedulerKind, Task, TaskStatus
 from katsched.core.ports import PoppedBy, ScheduleLink
 from katsched.core.push import PushAction, align_ids, check_capacity, decide_push, validated_hash
+from katsched.core.push import scheduler_kind as scheduler_kind  # re-exported for the API
 from katsched.core.transitions import check_transition
 from katsched.errors import NotAllowed, NotFound, StorageError
 from katsched.store import counts
@@ -94,13 +95,6 @@ class TaskQuery:
 class Page:
     count: int
     tasks: list[Task] = field(default_factory=list)
-
-
-def scheduler_kind(scheduler_id: str) -> SchedulerKind:
-    try:
-        return SchedulerKind(scheduler_id)
-    except ValueError:
-        raise NotFound(f"Scheduler {scheduler_id} not found") from None
 
 
 def to_task(row: Row[Any]) -> Task:

@@ -1,13 +1,19 @@
 """The migrations and the table definitions describe the same schema, and every migration goes down and up."""
 
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, func, select, text
 
-from katsched.store.migrate import current_revision, head_revision, upgrade
-from katsched.store.tables import metadata
+from katsched.store.migrate import MIGRATIONS, current_revision, head_revision, upgrade
+from katsched.store.plugins_seen import SqlSeenPlugins
+from katsched.store.tables import metadata, plugins_seen, task_events
+from tests.world import ORG
 
 
 def test_the_migrated_schema_matches_the_tables(engine: Engine) -> None:
@@ -63,3 +69,19 @@ def test_revisions_read_without_alembic_agree_with_alembic(tmp_path: Path) -> No
     assert head == head_revision() == scripts.get_current_head()
     assert known == {script.revision for script in scripts.walk_revisions()}
     assert current_revision(create_engine(f"sqlite:///{tmp_path / 'empty.db'}")) is None
+
+
+def test_migration_0002_goes_down_and_up(engine: Engine) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("the shared PostgreSQL database stays at head for the other tests")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["engine"] = engine
+    command.downgrade(config, "0001")
+    with engine.connect() as connection:
+        assert not engine.dialect.has_table(connection, "plugins_seen")
+    upgrade(engine)
+    SqlSeenPlugins(engine).mark_seen(ORG, ["a"], datetime(2026, 1, 1, tzinfo=UTC))
+    with engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(plugins_seen)).scalar_one() == 1
+        assert connection.execute(select(func.count()).select_from(task_events)).scalar_one() == 0

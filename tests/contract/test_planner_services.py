@@ -20,8 +20,9 @@ from katsched.kat.http import ServiceHttp, build_client
 from katsched.kat.katalogus import KatalogusClient
 from katsched.store.engine import build_engine
 from katsched.testing import FakeClock
+from tests.stores import sql_stores
 from tests.unit.test_planner_normalizer import normalizer
-from tests.unit.test_planner_store import (
+from tests.world import (
     ORG,
     World,
     boefje,
@@ -29,12 +30,9 @@ from tests.unit.test_planner_store import (
     hostname,
     mutation,
     raw_event,
-    world,
 )
 
 from .kat_fake_server import FAST_RETRY, KATALOGUS, OCTOPOES, KatClients, KatFakeServer, connect, refused_url
-
-__all__ = ["world"]
 
 PLUGINS = f"{KATALOGUS}/v1/organisations/{ORG}/plugins"
 CONFIGS = f"{KATALOGUS}/v1/configs"
@@ -42,6 +40,12 @@ OBJECT = f"{OCTOPOES}/{ORG}/object"
 OBJECTS = f"{OCTOPOES}/{ORG}/objects"
 BOEFJE_META = "/bytes-api/bytes/boefje_meta"
 ATTEMPTS = FAST_RETRY.attempts  # a failure that outlasts the client's retries
+
+
+@pytest.fixture
+def world(world_on_sql: World) -> World:
+    """The planners on the real database: these cases are about the services and the database failing."""
+    return world_on_sql
 
 
 @pytest.fixture(scope="module")
@@ -211,9 +215,8 @@ def test_the_database_failing_defers_the_work(
 ) -> None:
     if world.engine.dialect.name != "sqlite":
         pytest.skip("a held write lock is how SQLite fails; PostgreSQL would wait on the row instead")
-    impatient = World(
-        build_engine(world.engine.url.render_as_string(hide_password=False), busy_timeout_ms=50), world.clock
-    )
+    url = world.engine.url.render_as_string(hide_password=False)
+    impatient = World(sql_stores(build_engine(url, busy_timeout_ms=50), world.clock), world.clock)
     planner = impatient.boefjes(catalog=kat.katalogus, objects=kat.octopoes, raw_data=kat.bytes)
     database = world.engine.url.database
     assert database is not None

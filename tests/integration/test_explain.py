@@ -38,8 +38,8 @@ from katsched.store.schedules import ScheduleStore
 from katsched.store.tables import metadata
 from katsched.testing import FakeClock
 from tests.contract.kat_fake_server import KatFakeServer, refused_url
-from tests.unit.test_planner_store import boefje as plugin
-from tests.unit.test_planner_store import hostname as _hostname
+from tests.world import boefje as plugin
+from tests.world import hostname as _hostname
 
 pytestmark = pytest.mark.integration
 

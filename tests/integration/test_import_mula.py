@@ -20,7 +20,8 @@ from katsched.store.tables import plugins_seen, schedules, task_events, tasks
 from katsched.testing import FakeClock
 from tests.conftest import START, scratch_postgres
 from tests.mula_original import ACTIVE, BOEFJES, ORGS, Original, create_schema, fill
-from tests.unit.test_planner_store import World, boefje, hostname
+from tests.stores import sql_stores
+from tests.world import World, boefje, hostname
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -197,7 +198,8 @@ def due_in(contents: Original) -> set[uuid.UUID]:
 
 def katsched_world(engine: Engine, contents: Original) -> World:
     """The real planners on the imported database, with every boefje and object of the source present."""
-    world = World(engine, FakeClock(START))
+    clock = FakeClock(START)
+    world = World(sql_stores(engine, clock), clock)
     for org in ORGS:
         world.catalog.add_organisation(Organisation(id=org))
         for plugin_id in BOEFJES:

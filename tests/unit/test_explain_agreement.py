@@ -1,20 +1,17 @@
 """Agreement: for 1,000 random (organisation, object, boefje) combinations, the verdict of `explain` is what a
-real planner run then does. In-process, on the in-memory KAT services and a real SQLite file, seeded."""
+real planner run then does. In-process, on the in-memory KAT services and store, seeded."""
 
 import random
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from katsched.core.explain import VerdictKind
 from katsched.core.models import BoefjeConfig, MutationOperation, Organisation, TaskStatus
 from katsched.core.rules import Reason
 from katsched.schedulers.explain import Explainer
-from katsched.store.engine import build_engine
-from katsched.store.migrate import upgrade
 from katsched.testing import FakeClock
 from tests.conftest import START
-from tests.unit.test_planner_store import World, boefje, boefje_meta, hostname, mutation
+from tests.world import World, boefje, boefje_meta, hostname, memory_world, mutation
 
 SEED = 20261203
 COMBINATIONS = 1000
@@ -61,10 +58,8 @@ def finish_some(rng: random.Random, world: World) -> None:
             world.queue.set_status(task.id, status)
 
 
-def build_world(tmp_path: Path, rng: random.Random) -> World:
-    engine = build_engine(f"sqlite:///{tmp_path / 'agreement.db'}")
-    upgrade(engine)
-    world = World(engine, FakeClock(START))
+def build_world(rng: random.Random) -> World:
+    world = memory_world(FakeClock(START))
     for org in ORGS:
         world.catalog.add_organisation(Organisation(id=org))
         for plugin_id in BOEFJES:
@@ -79,9 +74,9 @@ def build_world(tmp_path: Path, rng: random.Random) -> World:
     return world
 
 
-def test_explain_agrees_with_what_the_planner_then_does(tmp_path: Path) -> None:
+def test_explain_agrees_with_what_the_planner_then_does() -> None:
     rng = random.Random(SEED)
-    world = build_world(tmp_path, rng)
+    world = build_world(rng)
     planner = world.boefjes()
     explainer = Explainer(
         boefjes=planner,

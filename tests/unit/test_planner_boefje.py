@@ -8,7 +8,7 @@ import pytest
 
 from katsched.core.models import BoefjeConfig, PushPolicy, Task
 from katsched.core.rules import Reason
-from tests.unit.test_planner_store import (
+from tests.world import (
     DISPATCH_TIMEOUT,
     GRACE,
     ORG,
@@ -22,10 +22,7 @@ from tests.unit.test_planner_store import (
     deletion,
     hostname,
     mutation,
-    world,
 )
-
-__all__ = ["world"]  # the fixture, shared with the other planner tests
 
 
 def only_task(world: World) -> Task:

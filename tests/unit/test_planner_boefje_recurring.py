@@ -9,31 +9,22 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import insert
 
 from katsched.core.hashing import task_hash
 from katsched.core.models import OOI, BoefjeTask, PushPolicy, Schedule
 from katsched.core.rules import Reason
 from katsched.errors import ServiceUnavailable
-from katsched.store.maintenance import sweep_expired_leases
-from katsched.store.queue import NewTask
-from katsched.store.tables import schedules
-from tests.unit.test_planner_store import (
-    DISPATCH_TIMEOUT,
+from tests.world import (
     GRACE,
     ORG,
     OTHER,
-    RUN_TIMEOUT,
     S,
     World,
     boefje,
     boefje_data,
     hostname,
     mutation,
-    world,
 )
-
-__all__ = ["world"]
 
 
 def due_schedule(
@@ -134,21 +125,18 @@ def test_due_schedules_are_served_oldest_deadline_first_even_when_thousands_are_
     world.add_plugin(boefje())
     now, count = world.clock.now(), 2000
     rows = []
-    for n in range(count):
+    for n in range(count):  # the newest created is the oldest due
         ooi = world.add_object(hostname(f"host-{n}.org"))
+        world.clock.set(now - timedelta(seconds=n))
+        deadline = now - timedelta(minutes=count - n)
         data = boefje_data("dns-records", ooi.primary_key)
-        rows.append({
-            "id": uuid.uuid4(), "scheduler_id": "boefje", "organisation": ORG, "hash": f"{n:032x}",
-            "data": data, "enabled": True, "schedule": None, "created_at": now - timedelta(seconds=n),
-            "deadline_at": now - timedelta(minutes=count - n), "modified_at": now,
-        })  # fmt: skip
-    with world.engine.begin() as connection:
-        connection.execute(insert(schedules), rows)
+        rows.append(world.schedule_rows.create("boefje", ORG, data, f"{n:032x}", deadline_at=deadline))
+    world.clock.set(now)
     world.policies["boefje"] = PushPolicy(maxsize=150)  # room for only the first 150
     summary = world.boefjes(reschedule_batch_size=100).reschedule_due(ORG)
     assert summary.created == 150 and summary.skipped == {"queue_full": 50}
-    oldest = sorted(rows, key=lambda row: row["deadline_at"])[:150]
-    assert {t.schedule_id for t in world.queued()} == {row["id"] for row in oldest}
+    oldest = sorted(rows, key=lambda row: row.deadline_at or now)[:150]
+    assert {t.schedule_id for t in world.queued()} == {row.id for row in oldest}
     assert len(world.schedule_store.due("boefje", count)) == count - 150  # the rest wait, still due
     world.policies.clear()
     assert world.boefjes(reschedule_batch_size=100).reschedule_due(ORG).created == count - 150
@@ -174,7 +162,7 @@ def test_a_due_schedule_whose_work_is_queued_already_moves_on(world: World) -> N
     world.add_plugin(boefje())
     ooi = world.add_object(hostname())
     schedule = due_schedule(world, ooi=ooi)
-    manual = world.queue.push(NewTask("boefje", ORG, 1, boefje_data("dns-records", ooi.primary_key)))
+    manual = world.push_manual("boefje", 1, boefje_data("dns-records", ooi.primary_key))
     world.clock.advance(days=2)  # queued that long: past the grace period, and a queued task has no lease
     summary = world.boefjes().reschedule_due(ORG)
     assert summary.skipped == {Reason.ALREADY_ACTIVE: 1} and [t.id for t in world.queued()] == [manual.id]
@@ -191,9 +179,7 @@ def test_a_stalled_task_does_not_block_its_schedule(world: World) -> None:
     stalled = world.finish(world.queued()[0], S.DISPATCHED)
     world.clock.advance(GRACE + timedelta(minutes=1))
     assert planner.reschedule_due(ORG).created == 0  # the schedule's task is still dispatched
-    assert sweep_expired_leases(world.engine, "boefje", world.clock.now(), DISPATCH_TIMEOUT, RUN_TIMEOUT) == [
-        stalled.id
-    ]
+    assert world.sweep_expired_leases("boefje") == [stalled.id]
     assert planner.reschedule_due(ORG).created == 1
     assert world.queued()[0].schedule_id == stalled.schedule_id
 
@@ -367,7 +353,7 @@ def test_waiting_tasks_are_re_ranked_as_they_grow_stale(world: World) -> None:
     world.clock.advance(days=1)
     planner.plan_for_mutation(mutation(ooi))  # last ran a day ago
     planner.plan_for_mutation(mutation(hostname("new.org")))  # never ran: 2, and stays 2
-    world.queue.push(NewTask("boefje", ORG, 1, boefje_data("dns-records", "manual")))  # manual: keeps 1
+    world.push_manual("boefje", 1, boefje_data("dns-records", "manual"))  # manual: keeps 1
     before = {t.data["input_ooi"]: t.priority for t in world.queued()}
     assert before[ooi.primary_key] == 857
     assert planner.rerank_queued(ORG) == 0

@@ -1,18 +1,8 @@
-"""The planners keep their last decision per (organisation, subject, plugin), on SQLite and PostgreSQL; the
-retention job prunes them with the history."""
+"""The planners keep their last decision per (organisation, subject, plugin). How the log keeps them is a case
+of the store contract suite; counting and pruning them, of tests/contract/test_decisions_sql.py."""
 
-from datetime import timedelta
-
-from sqlalchemy import Engine
-
-from katsched.core.ports import DecisionRecord
 from katsched.core.rules import Reason
-from katsched.schedulers.sweeps import RetentionPolicy, prune_retention
-from katsched.store.decisions import SqlDecisionLog, count_refusals
-from katsched.testing import FakeClock
-from tests.unit.test_planner_store import ORG, World, boefje, hostname, mutation, raw_event, world
-
-__all__ = ["world"]
+from tests.world import ORG, World, boefje, hostname, mutation, raw_event
 
 
 def test_a_mutation_leaves_the_decision_for_each_boefje(world: World) -> None:
@@ -66,38 +56,3 @@ def test_the_normalizer_planner_keeps_the_raw_file_with_its_decisions(world: Wor
     }
     assert last["kat_dns_normalize"].task_id == world.queued("normalizer")[0].id
     assert last["off"].subject_data == event.raw_data.model_dump(mode="json")
-
-
-def test_record_keeps_one_row_per_key_the_last_winning(engine: Engine, clock: FakeClock) -> None:
-    log = SqlDecisionLog(engine)
-    now = clock.now()
-    first = DecisionRecord("o", "s", "p", "boefje", "skip", "plugin_disabled", now)
-    second = DecisionRecord("o", "s", "p", "boefje", "skip", "scan_level_too_low", now + timedelta(seconds=1))
-    log.record([first, second])
-    log.record([])
-    assert log.last("o", "s") == {"p": second}
-    assert log.last("o", "other") == {}
-
-
-def test_status_counts_the_refusals_of_the_last_hour(engine: Engine, clock: FakeClock) -> None:
-    log = SqlDecisionLog(engine)
-    now = clock.now()
-    log.record(
-        [DecisionRecord("o", f"s{i}", "p", "boefje", "skip", "scan_level_too_low", now) for i in range(3)]
-        + [DecisionRecord("o", "s9", "p", "boefje", "skip", "plugin_disabled", now - timedelta(hours=2))]
-        + [DecisionRecord("o", "s8", "p", "boefje", "run", "never_ran", now)]
-    )
-    reasons = ["scan_level_too_low", "plugin_disabled"]
-    assert count_refusals(engine, now - timedelta(hours=1), reasons) == {"scan_level_too_low": 3}
-
-
-def test_retention_prunes_old_decisions_with_the_history(engine: Engine, clock: FakeClock) -> None:
-    log = SqlDecisionLog(engine)
-    old = clock.now()
-    log.record([DecisionRecord("o", f"s{i}", "p", "boefje", "skip", "x", old) for i in range(5)])
-    clock.advance(days=8)
-    log.record([DecisionRecord("o", "new", "p", "boefje", "skip", "x", clock.now())])
-    policy = RetentionPolicy(tasks_days=30, history_days=7, batch_size=2)
-    summary = prune_retention(engine, clock, policy)
-    assert summary.decisions == 5 and summary.complete
-    assert set(log.last("o", "new")) == {"p"} and log.last("o", "s0") == {}

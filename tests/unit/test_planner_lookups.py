@@ -11,9 +11,7 @@ import pytest
 from katsched.core.models import OOI, BoefjeMeta
 from katsched.schedulers.common import concurrently
 from tests.unit.test_planner_boefje_recurring import due_schedule
-from tests.unit.test_planner_store import ORG, World, boefje, hostname, mutation, world
-
-__all__ = ["world"]
+from tests.world import ORG, World, boefje, hostname, mutation
 
 TOGETHER = 3
 

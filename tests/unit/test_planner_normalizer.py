@@ -6,9 +6,7 @@ from typing import Any
 import pytest
 
 from katsched.core.models import Plugin, PushPolicy
-from tests.unit.test_planner_store import ORG, OTHER, START, S, World, raw_event, world
-
-__all__ = ["world"]
+from tests.world import ORG, OTHER, START, S, World, raw_event
 
 
 def normalizer(plugin_id: str = "kat_dns_normalize", *consumes: str, **fields: Any) -> Plugin:

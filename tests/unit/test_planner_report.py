@@ -9,11 +9,7 @@ from pydantic import ValidationError
 
 from katsched.core.hashing import task_hash
 from katsched.core.models import ReportTask, Schedule
-from katsched.store.maintenance import sweep_expired_leases
-from katsched.store.queue import NewTask
-from tests.unit.test_planner_store import DISPATCH_TIMEOUT, ORG, OTHER, RUN_TIMEOUT, S, World, world
-
-__all__ = ["world"]
+from tests.world import DISPATCH_TIMEOUT, ORG, OTHER, S, World
 
 
 def report_data(recipe: str = "recipe-1", org: str = ORG) -> dict[str, Any]:
@@ -83,7 +79,7 @@ def test_a_report_whose_previous_task_is_active_is_not_queued_again(world: World
 @pytest.mark.parametrize("cron", ["0 * * * *", None])
 def test_an_unlinked_active_report_holds_the_schedule(world: World, cron: str | None) -> None:
     schedule = report_schedule(world, cron=cron)
-    manual = world.queue.push(NewTask("report", ORG, 1, report_data()))  # e.g. "generate now" in Rocky
+    manual = world.push_manual("report", 1, report_data())  # e.g. "generate now" in Rocky
     summary = world.reports().reschedule_due(ORG)
     assert summary.skipped == {"already_active": 1} and [t.id for t in world.queued("report")] == [manual.id]
     next_fire = datetime(2026, 11, 28, 13, tzinfo=UTC) if cron else schedule.deadline_at
@@ -97,16 +93,14 @@ def test_a_stalled_report_task_does_not_block_the_next_run(world: World) -> None
     stalled = world.finish(world.queued("report")[0], S.DISPATCHED)
     world.clock.advance(hours=2)
     assert planner.reschedule_due(ORG).created == 0
-    assert sweep_expired_leases(world.engine, "report", world.clock.now(), DISPATCH_TIMEOUT, RUN_TIMEOUT) == [
-        stalled.id
-    ]
+    assert world.sweep_expired_leases("report") == [stalled.id]
     assert planner.reschedule_due(ORG).created == 1
     assert world.queued("report")[0].schedule_id == schedule.id
 
 
 def test_an_unlinked_stalled_report_task_does_not_block_either(world: World) -> None:
     report_schedule(world)
-    manual = world.queue.push(NewTask("report", ORG, 1, report_data()))
+    manual = world.push_manual("report", 1, report_data())
     world.finish(manual, S.DISPATCHED)
     world.clock.advance(DISPATCH_TIMEOUT + timedelta(seconds=1))
     assert world.reports().reschedule_due(ORG).created == 1

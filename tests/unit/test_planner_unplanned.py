@@ -9,9 +9,7 @@ import pytest
 from katsched.schedulers.unplanned import MAX_TRACKED, NO_BOEFJE, UNKNOWN_ORGANISATION, UnplannedEvents
 from katsched.testing import FakeClock
 from tests.unit.test_planner_normalizer import normalizer
-from tests.unit.test_planner_store import ORG, OTHER, World, boefje, hostname, mutation, raw_event, world
-
-__all__ = ["world"]
+from tests.world import ORG, OTHER, World, boefje, hostname, mutation, raw_event
 
 
 def lines(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -1,0 +1,186 @@
+"""The `ScheduleStore`, `SeenPlugins` and `DecisionLog` ports in memory (`katsched.testing`), alike to the SQL
+adapters as the contract suite (`tests/contract/test_store_contract.py`) proves."""
+
+import copy
+import threading
+import uuid
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from katsched._memory_tables import MemoryTables
+from katsched.clock import Clock
+from katsched.core.models import Schedule
+from katsched.core.ports import DecisionRecord
+from katsched.core.transitions import ACTIVE
+from katsched.errors import NotAllowed, NotFound
+
+
+class MemoryScheduleStore:
+    """The `ScheduleStore` port in memory, with the schedule rows' create and reads a test needs beside it.
+    Share its `MemoryTables` with the `MemoryTaskStore` whose tasks join the schedules."""
+
+    def __init__(self, tables: MemoryTables, clock: Clock) -> None:
+        self.tables = tables
+        self.clock = clock
+
+    # the ScheduleStore port
+
+    def due(self, scheduler_id: str, limit: int, organisation: str | None = None) -> list[Schedule]:
+        """Enabled schedules whose deadline has passed and that have no active task, oldest deadline first."""
+        now = self.clock.now()
+        with self.tables.read() as contents:
+            busy = {
+                row.task.schedule_id
+                for row in contents.tasks.values()
+                if row.task.schedule_id is not None and row.task.status in ACTIVE
+            }
+            due = [
+                schedule
+                for schedule in contents.schedules.values()
+                if schedule.scheduler_id == scheduler_id
+                and schedule.enabled
+                and schedule.deadline_at is not None
+                and schedule.deadline_at <= now
+                and schedule.id not in busy
+                and (organisation is None or schedule.organisation == organisation)
+            ]
+        due.sort(key=lambda schedule: (schedule.deadline_at or now, schedule.id))
+        return [schedule.model_copy(deep=True) for schedule in due[:limit]]
+
+    def by_hashes(self, hashes: Collection[str]) -> dict[str, Schedule]:
+        wanted = set(hashes)
+        with self.tables.read() as contents:
+            return {
+                schedule.hash: schedule.model_copy(deep=True)
+                for schedule in contents.schedules.values()
+                if schedule.hash is not None and schedule.hash in wanted
+            }
+
+    def set_deadlines(self, deadlines: Mapping[uuid.UUID, datetime | None]) -> None:
+        now = self.clock.now()
+        with self.tables.write() as contents:
+            for schedule_id, deadline in deadlines.items():
+                self._change(contents.schedules, schedule_id, deadline_at=deadline, modified_at=now)
+
+    def disable(self, schedule_ids: Collection[uuid.UUID]) -> None:
+        now = self.clock.now()
+        with self.tables.write() as contents:
+            for schedule_id in set(schedule_ids):
+                self._change(contents.schedules, schedule_id, enabled=False, modified_at=now)
+
+    @staticmethod
+    def _change(schedules: dict[uuid.UUID, Schedule], schedule_id: uuid.UUID, **changes: Any) -> None:
+        found = schedules.get(schedule_id)
+        if found is not None:  # an id that matches nothing changes nothing, as an UPDATE does
+            schedules[schedule_id] = found.model_copy(update=changes)
+
+    # the schedule rows (named as `katsched.store.schedules.ScheduleStore` names them)
+
+    def create(
+        self,
+        scheduler_id: str,
+        organisation: str,
+        data: dict[str, Any],
+        schedule_hash: str | None,
+        *,
+        schedule: str | None = None,
+        deadline_at: datetime | None = None,
+        enabled: bool = True,
+    ) -> Schedule:
+        now = self.clock.now()
+        created = Schedule(
+            scheduler_id=scheduler_id,
+            organisation=organisation,
+            hash=schedule_hash,
+            data=copy.deepcopy(data),
+            enabled=enabled,
+            schedule=schedule,
+            deadline_at=deadline_at,
+            created_at=now,
+            modified_at=now,
+        )
+        with self.tables.write() as contents:
+            taken = {s.hash for s in contents.schedules.values()}
+            if schedule_hash is not None and schedule_hash in taken:
+                raise NotAllowed(f"schedule with the same hash already exists: {schedule_hash}")
+            contents.schedules[created.id] = created
+        return created.model_copy(deep=True)
+
+    def get(self, schedule_id: uuid.UUID) -> Schedule:
+        with self.tables.read() as contents:
+            found = contents.schedules.get(schedule_id)
+            if found is None:
+                raise NotFound(f"schedule not found, by schedule_id: {schedule_id}")
+            return found.model_copy(deep=True)
+
+    def by_hash(self, schedule_hash: str) -> Schedule | None:
+        return self.by_hashes([schedule_hash]).get(schedule_hash)
+
+    def all_schedules(self, scheduler_id: str | None = None) -> list[Schedule]:
+        """Every schedule (of one scheduler), newest first."""
+        with self.tables.read() as contents:
+            found = [
+                schedule.model_copy(deep=True)
+                for schedule in reversed(contents.schedules.values())
+                if scheduler_id is None or schedule.scheduler_id == scheduler_id
+            ]
+        return sorted(found, key=lambda schedule: schedule.created_at, reverse=True)
+
+
+class MemorySeenPlugins:
+    """The `SeenPlugins` port in memory: the boefjes enumerated per organisation, and since when."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._first_seen: dict[str, dict[str, datetime]] = {}
+
+    def seen(self, organisation_id: str) -> set[str]:
+        with self._lock:
+            return set(self._first_seen.get(organisation_id, {}))
+
+    def mark_seen(self, organisation_id: str, plugin_ids: Collection[str], at: datetime) -> None:
+        """Record the plugins as seen; one seen before keeps its first `at`."""
+        with self._lock:
+            known = self._first_seen.setdefault(organisation_id, {})
+            for plugin_id in plugin_ids:
+                known.setdefault(plugin_id, at)
+
+    def forget(self, organisation_id: str, plugin_ids: Collection[str]) -> None:
+        with self._lock:
+            known = self._first_seen.get(organisation_id, {})
+            for plugin_id in plugin_ids:
+                known.pop(plugin_id, None)
+
+
+class MemoryDecisionLog:
+    """The `DecisionLog` port in memory: the last decision per (organisation, subject, plugin)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: dict[tuple[str, str, str], DecisionRecord] = {}
+
+    def record(self, decisions: Sequence[DecisionRecord]) -> None:
+        with self._lock:
+            for decision in decisions:
+                data = decision.subject_data
+                kept = copy.deepcopy(dict(data)) if data is not None else None
+                key = (decision.organisation, decision.subject, decision.plugin_id)
+                self._last[key] = DecisionRecord(**{**vars(decision), "subject_data": kept})
+
+    def last(self, organisation: str, subject: str) -> dict[str, DecisionRecord]:
+        with self._lock:
+            return {
+                plugin_id: record
+                for (org, about, plugin_id), record in self._last.items()
+                if (org, about) == (organisation, subject)
+            }
+
+
+if TYPE_CHECKING:  # mypy proves that the in-memory stores implement the ports
+    from katsched.core import ports
+
+    def _implement_ports(
+        schedules: MemoryScheduleStore, seen: MemorySeenPlugins, decisions: MemoryDecisionLog
+    ) -> tuple[ports.ScheduleStore, ports.SeenPlugins, ports.DecisionLog]:
+        return schedules, seen, decisions

@@ -1,0 +1,220 @@
+"""The `TaskStore` port in memory (`katsched.testing`), with the queue's reads and moves a test needs.
+
+The rules are the core's (`core.push`, `core.transitions`), as in the SQL adapters; only the storage differs.
+The contract suite (`tests/contract/test_store_contract.py`) runs the same cases here, on SQLite and on
+PostgreSQL.
+"""
+
+import uuid
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from katsched._memory_push import Batch
+from katsched._memory_tables import Contents, MemoryTables, TaskRow, copy_task
+from katsched.clock import Clock
+from katsched.core.models import PushPolicy, SchedulerKind, Task, TaskStatus
+from katsched.core.ports import NewRank, PushOutcome, QueuedRank, TaskDraft
+from katsched.core.push import prepare_draft, scheduler_kind
+from katsched.core.transitions import check_transition, lease_expired
+from katsched.errors import NotFound
+
+LEASE_EXPIRED = "lease_expired"
+
+
+def _raw_file_id(task: Task) -> str | None:
+    raw_data = task.data.get("raw_data")
+    return str(raw_data.get("id")) if isinstance(raw_data, dict) else None
+
+
+class MemoryTaskStore:
+    """The `TaskStore` port in memory, with the queue's reads and moves that tests need beside it."""
+
+    def __init__(
+        self, tables: MemoryTables, clock: Clock, policies: Mapping[str, PushPolicy] | None = None
+    ) -> None:
+        self.tables = tables
+        self.clock = clock
+        self.policies = dict(policies or {})
+
+    def policy(self, scheduler_id: str) -> PushPolicy:
+        return self.policies.get(scheduler_id, PushPolicy())
+
+    # the TaskStore port
+
+    def latest_by_hash(self, scheduler_id: str, hashes: Collection[str]) -> dict[str, Task]:
+        wanted = set(hashes)
+        latest: dict[str, Task] = {}
+        with self.tables.read() as contents:
+            for row in contents.tasks.values():
+                task = row.task
+                if task.scheduler_id != scheduler_id or task.hash not in wanted:
+                    continue
+                known = latest.get(task.hash)
+                if known is None or (task.created_at, task.id) > (known.created_at, known.id):
+                    latest[task.hash] = task
+            return {key: copy_task(task) for key, task in latest.items()}
+
+    def push_many(self, drafts: Sequence[TaskDraft]) -> list[PushOutcome]:
+        if not drafts:
+            return []
+        prepared = [prepare_draft(draft) for draft in drafts]
+        with self.tables.write() as contents:
+            batch = Batch(contents, self.clock.now(), self.policy)
+            return [batch.push(item) for item in prepared]
+
+    def cancel_queued_for_object(
+        self, scheduler_id: str, organisation: str, input_ooi: str, reason: str
+    ) -> list[uuid.UUID]:
+        now = self.clock.now()
+        with self.tables.write() as contents:
+            matching = [
+                row
+                for row in contents.tasks.values()
+                if row.task.scheduler_id == scheduler_id
+                and row.task.organisation == organisation
+                and row.task.status is TaskStatus.QUEUED
+                and row.task.data.get("input_ooi") == input_ooi
+            ]
+            return [contents.set_status(row, TaskStatus.CANCELLED, now, reason).id for row in matching]
+
+    def raw_file_planned(self, hashes: Collection[str], raw_data_id: uuid.UUID) -> set[str]:
+        wanted = set(hashes)
+        with self.tables.read() as contents:
+            return {
+                row.task.hash
+                for row in contents.tasks.values()
+                if row.task.scheduler_id == SchedulerKind.NORMALIZER
+                and row.task.hash in wanted
+                and _raw_file_id(row.task) == str(raw_data_id)
+            }
+
+    def tasks_for_raw_file(self, organisation: str, raw_data_id: uuid.UUID) -> list[Task]:
+        with self.tables.read() as contents:
+            found = [
+                copy_task(row.task)
+                for row in contents.tasks.values()
+                if row.task.scheduler_id == SchedulerKind.NORMALIZER
+                and row.task.organisation == organisation
+                and _raw_file_id(row.task) == str(raw_data_id)
+            ]
+        return sorted(found, key=lambda task: task.created_at, reverse=True)
+
+    def ranks_due(self, scheduler_id: str, organisation: str, now: datetime, limit: int) -> list[QueuedRank]:
+        with self.tables.read() as contents:
+            due = [
+                row
+                for row in contents.tasks.values()
+                if row.task.scheduler_id == scheduler_id
+                and row.task.organisation == organisation
+                and row.task.status is TaskStatus.QUEUED
+                and row.rerank_at is not None
+                and row.rerank_at <= now
+            ]
+        due.sort(key=lambda row: row.rerank_at or now)
+        return [
+            QueuedRank(row.task.id, row.task.priority or 0, row.task.created_at, row.last_run_at)
+            for row in due[:limit]
+        ]
+
+    def set_ranks(self, ranks: Mapping[uuid.UUID, NewRank]) -> int:
+        if not ranks:
+            return 0
+        now = self.clock.now()
+        changed = 0
+        with self.tables.write() as contents:
+            for task_id, new in ranks.items():
+                row = contents.tasks.get(task_id)
+                if row is None or row.task.status is not TaskStatus.QUEUED:
+                    continue
+                # A task is modified when its priority is, not each time its next re-rank is put off.
+                modified_at = row.task.modified_at if row.task.priority == new.priority else now
+                task = row.task.model_copy(update={"priority": new.priority, "modified_at": modified_at})
+                contents.tasks[task_id] = TaskRow(task, row.last_run_at, new.rerank_at)
+                changed += 1
+        return changed
+
+    # the queue's reads and moves (named as `katsched.store.queue.TaskQueue` names them)
+
+    def get(self, task_id: uuid.UUID) -> Task:
+        with self.tables.read() as contents:
+            row = contents.tasks.get(task_id)
+            if row is None:
+                raise NotFound(f"task not found, by task_id: {task_id}")
+            return copy_task(row.task)
+
+    def peek(self, scheduler_id: str, limit: int = 1, offset: int = 0) -> list[Task]:
+        scheduler_kind(scheduler_id)
+        with self.tables.read() as contents:
+            queued = _queued_in_pop_order(contents, scheduler_id)
+            return [copy_task(row.task) for row in queued[offset : offset + limit]]
+
+    def pop(self, scheduler_id: str, limit: int = 1) -> list[Task]:
+        """Move up to `limit` of the best QUEUED tasks to DISPATCHED; a boefje deduplication group is handed
+        out only once its best task is the best task overall, as the SQL pop does."""
+        kind = scheduler_kind(scheduler_id)
+        if limit < 1:
+            return []
+        now = self.clock.now()
+        with self.tables.write() as contents:
+            queued = _queued_in_pop_order(contents, scheduler_id)
+            if kind is SchedulerKind.BOEFJE and queued:
+                head_key = queued[0].task.data.get("deduplication_key")
+                if head_key is not None:
+                    queued = [row for row in queued if row.task.data.get("deduplication_key") == head_key]
+            return [contents.set_status(row, TaskStatus.DISPATCHED, now, None) for row in queued[:limit]]
+
+    def set_status(self, task_id: uuid.UUID, status: TaskStatus, reason: str | None = None) -> Task:
+        """Move a task through the transition table; re-setting the current status is a heartbeat."""
+        with self.tables.write() as contents:
+            row = contents.tasks.get(task_id)
+            if row is None:
+                raise NotFound(f"task not found, by task_id: {task_id}")
+            check_transition(row.task.status, status)
+            return copy_task(contents.set_status(row, status, self.clock.now(), reason))
+
+    def cancel(self, task_id: uuid.UUID, reason: str | None = None) -> Task:
+        return self.set_status(task_id, TaskStatus.CANCELLED, reason)
+
+    def history(self, task_id: uuid.UUID) -> list[tuple[TaskStatus, datetime, str | None]]:
+        with self.tables.read() as contents:
+            return list(contents.history.get(task_id, []))
+
+    def all_tasks(self, scheduler_id: str | None = None) -> list[Task]:
+        """Every task (of one scheduler), newest first."""
+        with self.tables.read() as contents:
+            found = [
+                copy_task(row.task)
+                for row in reversed(contents.tasks.values())
+                if scheduler_id is None or row.task.scheduler_id == scheduler_id
+            ]
+        return sorted(found, key=lambda task: task.created_at, reverse=True)
+
+    def sweep_expired_leases(
+        self, scheduler_id: str, now: datetime, dispatch_timeout: timedelta, run_timeout: timedelta
+    ) -> list[uuid.UUID]:
+        """Fail DISPATCHED tasks not started in `dispatch_timeout`, RUNNING ones silent for `run_timeout`."""
+        with self.tables.write() as contents:
+            expired = [
+                row
+                for row in contents.tasks.values()
+                if row.task.scheduler_id == scheduler_id
+                and lease_expired(row.task.status, row.task.modified_at, now, dispatch_timeout, run_timeout)
+            ]
+            return [contents.set_status(row, TaskStatus.FAILED, now, LEASE_EXPIRED).id for row in expired]
+
+
+def _queued_in_pop_order(contents: Contents, scheduler_id: str) -> list[TaskRow]:
+    queued = [
+        row
+        for row in contents.tasks.values()
+        if row.task.scheduler_id == scheduler_id and row.task.status is TaskStatus.QUEUED
+    ]
+    return sorted(queued, key=lambda row: (row.task.priority or 0, row.task.created_at))
+
+
+if TYPE_CHECKING:  # mypy proves that the in-memory store implements the port
+    from katsched.core import ports
+
+    def _implements_port(task_store: MemoryTaskStore) -> ports.TaskStore:
+        return task_store

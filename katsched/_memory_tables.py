@@ -1,0 +1,76 @@
+"""The state the in-memory stores share (`katsched.testing`): tasks, schedules and the status history.
+
+A write works on a copy of the tables and replaces them only when it succeeds, so a batch is committed whole
+or not at all, as a database transaction is.
+"""
+
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from katsched.core.models import Schedule, Task, TaskStatus
+from katsched.errors import StorageError
+
+StatusEvent = tuple[TaskStatus, datetime, str | None]
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    """A stored task with the rank facts kept beside it, as the SQL table keeps them in its own columns."""
+
+    task: Task
+    last_run_at: datetime | None = None
+    rerank_at: datetime | None = None
+
+
+@dataclass
+class Contents:
+    tasks: dict[uuid.UUID, TaskRow] = field(default_factory=dict)  # in the order they were pushed
+    schedules: dict[uuid.UUID, Schedule] = field(default_factory=dict)
+    history: dict[uuid.UUID, list[StatusEvent]] = field(default_factory=dict)
+
+    def copy(self) -> "Contents":
+        history = {task_id: list(events) for task_id, events in self.history.items()}
+        return Contents(dict(self.tasks), dict(self.schedules), history)
+
+    def set_status(self, row: TaskRow, status: TaskStatus, now: datetime, reason: str | None) -> Task:
+        """Move a stored task to `status`, recording the move as the database's trigger does."""
+        task = row.task.model_copy(update={"status": status, "modified_at": now})
+        self.tasks[task.id] = replace(row, task=task)
+        self.history.setdefault(task.id, []).append((status, now, reason))
+        return task
+
+    def refuse_taken_hash(self, schedule_hash: str | None) -> None:
+        """Schedule hashes are unique, as the table's unique index keeps them."""
+        if schedule_hash is not None and any(s.hash == schedule_hash for s in self.schedules.values()):
+            raise StorageError(f"schedule with the same hash already exists: {schedule_hash}")
+
+
+class MemoryTables:
+    """The tables of the in-memory stores, behind one lock; share one between `MemoryTaskStore` and
+    `MemoryScheduleStore` as the SQL adapters share a database."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._contents = Contents()
+
+    @contextmanager
+    def read(self) -> Iterator[Contents]:
+        with self._lock:
+            yield self._contents
+
+    @contextmanager
+    def write(self) -> Iterator[Contents]:
+        """A transaction: the changes made to the yielded copy replace the tables only if no error escapes."""
+        with self._lock:
+            working = self._contents.copy()
+            yield working
+            self._contents = working
+
+
+def copy_task(task: Task) -> Task:
+    """A copy for the caller: what it changes does not change the store."""
+    return task.model_copy(deep=True)

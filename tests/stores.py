@@ -1,0 +1,137 @@
+"""One implementation of the planners' store ports as a bundle, for the store contract suite and the planner
+tests: in memory (`katsched.testing`), or SQL on an engine (SQLite file or PostgreSQL).
+
+Beside the ports, a bundle carries the few reads and moves a test needs to arrange a case and look at the
+result (peek, pop, status changes, schedule rows); the SQL queue and schedule rows and the in-memory stores
+name them alike, so a test reads the same on every implementation.
+"""
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import Engine
+
+from katsched.clock import Clock
+from katsched.core.models import PushPolicy, Schedule, Task, TaskStatus
+from katsched.core.ports import DecisionLog, ScheduleStore, SeenPlugins, TaskStore
+from katsched.store.decisions import SqlDecisionLog
+from katsched.store.lookups import SqlScheduleStore, SqlTaskStore
+from katsched.store.maintenance import sweep_expired_leases
+from katsched.store.plugins_seen import SqlSeenPlugins
+from katsched.store.queue import TaskQuery, TaskQueue
+from katsched.store.schedules import ScheduleQuery
+from katsched.store.schedules import ScheduleStore as SqlScheduleRows
+from katsched.testing import (
+    MemoryDecisionLog,
+    MemoryScheduleStore,
+    MemorySeenPlugins,
+    MemoryTables,
+    MemoryTaskStore,
+)
+
+IMPLEMENTATIONS = ("memory", "sqlite", "postgres")
+
+
+class QueueMoves(Protocol):
+    """What a test does to the queue beside the ports: `TaskQueue`'s and `MemoryTaskStore`'s own methods."""
+
+    policies: dict[str, PushPolicy]
+
+    def peek(self, scheduler_id: str, limit: int = 1, offset: int = 0) -> list[Task]: ...
+
+    def pop(self, scheduler_id: str, limit: int = 1) -> list[Task]: ...
+
+    def get(self, task_id: uuid.UUID) -> Task: ...
+
+    def set_status(self, task_id: uuid.UUID, status: TaskStatus, reason: str | None = None) -> Task: ...
+
+    def cancel(self, task_id: uuid.UUID, reason: str | None = None) -> Task: ...
+
+    def history(self, task_id: uuid.UUID) -> list[tuple[TaskStatus, Any, str | None]]: ...
+
+
+class ScheduleRows(Protocol):
+    def create(
+        self,
+        scheduler_id: str,
+        organisation: str,
+        data: dict[str, Any],
+        schedule_hash: str | None,
+        *,
+        schedule: str | None = None,
+        deadline_at: datetime | None = None,
+        enabled: bool = True,
+    ) -> Schedule: ...
+
+    def get(self, schedule_id: uuid.UUID) -> Schedule: ...
+
+    def by_hash(self, schedule_hash: str) -> Schedule | None: ...
+
+
+Sweep = Callable[[str, datetime, timedelta, timedelta], list[uuid.UUID]]
+
+
+@dataclass(frozen=True)
+class Stores:
+    """The planners' store ports of one implementation, and a test's reads and moves beside them."""
+
+    kind: str  # one of IMPLEMENTATIONS
+    tasks: TaskStore
+    schedules: ScheduleStore
+    seen: SeenPlugins
+    decisions: DecisionLog
+    queue: QueueMoves
+    schedule_rows: ScheduleRows
+    all_tasks: Callable[[str | None], list[Task]]  # newest first
+    all_schedules: Callable[[str | None], list[Schedule]]  # newest first
+    sweep_expired_leases: Sweep
+    engine: Engine | None = None  # the SQL implementations' database
+
+
+def memory_stores(clock: Clock) -> Stores:
+    tables = MemoryTables()
+    tasks = MemoryTaskStore(tables, clock)
+    schedules = MemoryScheduleStore(tables, clock)
+    return Stores(
+        kind="memory",
+        tasks=tasks,
+        schedules=schedules,
+        seen=MemorySeenPlugins(),
+        decisions=MemoryDecisionLog(),
+        queue=tasks,
+        schedule_rows=schedules,
+        all_tasks=tasks.all_tasks,
+        all_schedules=schedules.all_schedules,
+        sweep_expired_leases=tasks.sweep_expired_leases,
+    )
+
+
+def sql_stores(engine: Engine, clock: Clock) -> Stores:
+    queue = TaskQueue(engine, clock)
+    rows = SqlScheduleRows(engine, clock)
+
+    def all_tasks(scheduler_id: str | None) -> list[Task]:
+        return queue.list_tasks(TaskQuery(scheduler_id=scheduler_id, limit=None)).tasks
+
+    def all_schedules(scheduler_id: str | None) -> list[Schedule]:
+        return rows.list_schedules(ScheduleQuery(scheduler_id=scheduler_id, limit=None)).schedules
+
+    def sweep(scheduler_id: str, now: datetime, dispatch: timedelta, run: timedelta) -> list[uuid.UUID]:
+        return sweep_expired_leases(engine, scheduler_id, now, dispatch, run)
+
+    return Stores(
+        kind="postgres" if engine.dialect.name == "postgresql" else "sqlite",
+        tasks=SqlTaskStore(queue),
+        schedules=SqlScheduleStore(engine, clock),
+        seen=SqlSeenPlugins(engine),
+        decisions=SqlDecisionLog(engine),
+        queue=queue,
+        schedule_rows=rows,
+        all_tasks=all_tasks,
+        all_schedules=all_schedules,
+        sweep_expired_leases=sweep,
+        engine=engine,
+    )
