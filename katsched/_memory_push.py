@@ -10,7 +10,7 @@ from katsched._memory_tables import Contents, TaskRow, copy_task
 from katsched.core.models import PushPolicy, Schedule, Task, TaskStatus
 from katsched.core.ports import PushOutcome, PushResult, ScheduleLink
 from katsched.core.push import PreparedDraft, PushAction, decide_draft
-from katsched.errors import StorageError
+from katsched.errors import InvalidValue
 
 PolicyFor = Callable[[str], PushPolicy]
 
@@ -76,7 +76,7 @@ class Batch:
     def _move_on(self, schedule_id: uuid.UUID, link: ScheduleLink) -> None:
         schedule = self._contents.schedules.get(schedule_id)
         if schedule is None:  # the database's foreign key refuses this, failing the whole batch
-            raise StorageError(f"a task cannot join schedule {schedule_id}: it does not exist")
+            raise InvalidValue(f"a task cannot join schedule {schedule_id}: it does not exist")
         changes: dict[str, Any] = {"deadline_at": link.deadline_at, "modified_at": self._now}
         if link.cron is not None:
             changes["schedule"] = link.cron
@@ -84,7 +84,7 @@ class Batch:
 
     def _insert(self, item: PreparedDraft, schedule_id: uuid.UUID | None) -> Task:
         if item.task_id in self._contents.tasks:
-            raise StorageError(f"a task with id {item.task_id} already exists")
+            raise InvalidValue(f"a task with id {item.task_id} already exists")
         task = Task(
             id=item.task_id,
             scheduler_id=item.draft.scheduler_id,

@@ -7,6 +7,7 @@ PostgreSQL.
 
 import uuid
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -14,7 +15,7 @@ from katsched._memory_push import Batch
 from katsched._memory_tables import Contents, MemoryTables, TaskRow, copy_task
 from katsched.clock import Clock
 from katsched.core.models import PushPolicy, SchedulerKind, Task, TaskStatus
-from katsched.core.ports import NewRank, PushOutcome, QueuedRank, TaskDraft
+from katsched.core.ports import NewRank, PoppedBy, PushOutcome, QueuedRank, TaskDraft
 from katsched.core.push import prepare_draft, scheduler_kind
 from katsched.core.transitions import check_transition, lease_expired
 from katsched.errors import NotFound
@@ -149,20 +150,27 @@ class MemoryTaskStore:
             queued = _queued_in_pop_order(contents, scheduler_id)
             return [copy_task(row.task) for row in queued[offset : offset + limit]]
 
-    def pop(self, scheduler_id: str, limit: int = 1) -> list[Task]:
-        """Move up to `limit` of the best QUEUED tasks to DISPATCHED; a boefje deduplication group is handed
-        out only once its best task is the best task overall, as the SQL pop does."""
+    def pop(self, scheduler_id: str, limit: int = 1, *, popped_by: PoppedBy | None = None) -> list[Task]:
+        """Move up to `limit` of the best QUEUED tasks to DISPATCHED, recording who took them; a boefje
+        deduplication group is handed out only once its best task is the best task overall, as in SQL."""
         kind = scheduler_kind(scheduler_id)
         if limit < 1:
             return []
         now = self.clock.now()
+        who = (popped_by or PoppedBy(None, None)).bounded()
         with self.tables.write() as contents:
             queued = _queued_in_pop_order(contents, scheduler_id)
             if kind is SchedulerKind.BOEFJE and queued:
                 head_key = queued[0].task.data.get("deduplication_key")
                 if head_key is not None:
                     queued = [row for row in queued if row.task.data.get("deduplication_key") == head_key]
-            return [contents.set_status(row, TaskStatus.DISPATCHED, now, None) for row in queued[:limit]]
+            claimed = [replace(row, popped_by=replace(who, at=now)) for row in queued[:limit]]
+            return [contents.set_status(row, TaskStatus.DISPATCHED, now, None) for row in claimed]
+
+    def popped_by(self, task_id: uuid.UUID) -> PoppedBy | None:
+        with self.tables.read() as contents:
+            row = contents.tasks.get(task_id)
+            return row.popped_by if row is not None else None
 
     def set_status(self, task_id: uuid.UUID, status: TaskStatus, reason: str | None = None) -> Task:
         """Move a task through the transition table; re-setting the current status is a heartbeat."""

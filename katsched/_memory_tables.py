@@ -12,7 +12,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from katsched.core.models import Schedule, Task, TaskStatus
-from katsched.errors import StorageError
+from katsched.core.ports import PoppedBy
+from katsched.errors import InvalidValue
 
 StatusEvent = tuple[TaskStatus, datetime, str | None]
 
@@ -24,6 +25,7 @@ class TaskRow:
     task: Task
     last_run_at: datetime | None = None
     rerank_at: datetime | None = None
+    popped_by: PoppedBy | None = None  # who popped it last, and when
 
 
 @dataclass
@@ -46,7 +48,7 @@ class Contents:
     def refuse_taken_hash(self, schedule_hash: str | None) -> None:
         """Schedule hashes are unique, as the table's unique index keeps them."""
         if schedule_hash is not None and any(s.hash == schedule_hash for s in self.schedules.values()):
-            raise StorageError(f"schedule with the same hash already exists: {schedule_hash}")
+            raise InvalidValue(f"schedule with the same hash already exists: {schedule_hash}")
 
 
 class MemoryTables:

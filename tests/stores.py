@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from katsched.clock import Clock
 from katsched.core.models import PushPolicy, Schedule, Task, TaskStatus
-from katsched.core.ports import DecisionLog, ScheduleStore, SeenPlugins, TaskStore
+from katsched.core.ports import DecisionLog, PoppedBy, ScheduleStore, SeenPlugins, TaskStore
 from katsched.store.decisions import SqlDecisionLog
 from katsched.store.lookups import SqlScheduleStore, SqlTaskStore
 from katsched.store.maintenance import sweep_expired_leases
@@ -42,7 +42,7 @@ class QueueMoves(Protocol):
 
     def peek(self, scheduler_id: str, limit: int = 1, offset: int = 0) -> list[Task]: ...
 
-    def pop(self, scheduler_id: str, limit: int = 1) -> list[Task]: ...
+    def pop(self, scheduler_id: str, limit: int = 1, *, popped_by: PoppedBy | None = None) -> list[Task]: ...
 
     def get(self, task_id: uuid.UUID) -> Task: ...
 

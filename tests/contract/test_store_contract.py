@@ -11,8 +11,8 @@ from datetime import timedelta
 import pytest
 
 from katsched.core.models import PushPolicy, Task, TaskStatus
-from katsched.core.ports import NewRank, PushResult, ScheduleLink, TaskDraft
-from katsched.errors import InvalidItem, NotFound, StorageError
+from katsched.core.ports import NewRank, PoppedBy, PushResult, ScheduleLink, TaskDraft
+from katsched.errors import InvalidItem, InvalidValue, NotFound
 from katsched.testing import FakeClock
 from tests.stores import Stores
 from tests.world import GRACE, ORG, OTHER, boefje_data, raw_event
@@ -191,7 +191,7 @@ def test_a_failing_batch_leaves_nothing_behind(stores: Stores) -> None:
     bad = TaskDraft(
         "boefje", ORG, 10, boefje_data("dns-records", "b"), schedule=ScheduleLink(uuid.uuid4(), None)
     )
-    with pytest.raises(StorageError):  # the linked schedule does not exist: the foreign key refuses
+    with pytest.raises(InvalidValue):  # the linked schedule does not exist: the foreign key refuses
         stores.tasks.push_many([draft("a", link=ScheduleLink(None, None)), bad])
     assert queued(stores) == [] and stores.all_schedules("boefje") == [taken]
     with pytest.raises(InvalidItem):  # a draft the queue would refuse is a planner bug, not a skip
@@ -204,7 +204,7 @@ def test_a_failing_batch_leaves_nothing_behind(stores: Stores) -> None:
 def test_a_new_schedule_whose_identity_has_one_already_fails_the_batch(stores: Stores) -> None:
     (task,) = pushed(stores, draft("a", link=ScheduleLink(None, None)))
     stores.queue.pop("boefje")
-    with pytest.raises(StorageError):  # schedule hashes are unique
+    with pytest.raises(InvalidValue):  # schedule hashes are unique
         stores.tasks.push_many([draft("b"), draft("a", link=ScheduleLink(None, None))])
     assert [t.id for t in stores.all_tasks("boefje")] == [task.id]
 
@@ -284,6 +284,16 @@ def test_tasks_for_raw_file_are_the_organisations_normalizer_tasks_newest_first(
     assert [t.id for t in found] == [second.id, first.id]
     assert found[1].status is S.DISPATCHED  # any status
     assert stores.tasks.tasks_for_raw_file(ORG, uuid.uuid4()) == []
+
+
+def test_popped_by_is_who_popped_the_task_last_and_when(stores: Stores, clock: FakeClock) -> None:
+    first, second = pushed(stores, draft("a", priority=1), draft("b"))
+    assert stores.tasks.popped_by(first.id) is None and stores.tasks.popped_by(uuid.uuid4()) is None
+    clock.advance(minutes=1)
+    stores.queue.pop("boefje", popped_by=PoppedBy("10.0.0.7", "runner/" + "x" * 300))
+    assert stores.tasks.popped_by(first.id) == PoppedBy("10.0.0.7", "runner/" + "x" * 193, clock.now())
+    stores.queue.pop("boefje")  # by no one known: still when
+    assert stores.tasks.popped_by(second.id) == PoppedBy(None, None, clock.now())
 
 
 # -- re-ranking ----------------------------------------------------------------------------------------------
