@@ -3,6 +3,7 @@ SQL batch (`katsched.store.bulk_push`) applies them, on the working copy of one 
 
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -37,19 +38,12 @@ class Batch:
             task = self._insert(item, schedule_id)
         return PushOutcome(item.draft, PushResult.PUSHED, copy_task(task))
 
-    def _queued(self, scheduler_id: str) -> list[TaskRow]:
-        return [
-            row
-            for row in self._contents.tasks.values()
-            if row.task.scheduler_id == scheduler_id and row.task.status is TaskStatus.QUEUED
-        ]
-
     def _queued_twin(self, item: PreparedDraft) -> TaskRow | None:
-        twins = [row for row in self._queued(item.draft.scheduler_id) if row.task.hash == item.hash]
+        twins = [row for row in self._contents.queued(item.draft.scheduler_id) if row.task.hash == item.hash]
         return max(twins, key=lambda row: row.task.created_at, default=None)
 
     def _queued_count(self, scheduler_id: str) -> int:
-        return len(self._queued(scheduler_id)) if self._policy_for(scheduler_id).maxsize else 0
+        return len(self._contents.queued(scheduler_id)) if self._policy_for(scheduler_id).maxsize else 0
 
     def _link(self, item: PreparedDraft) -> uuid.UUID | None:
         link = item.draft.schedule
@@ -110,5 +104,7 @@ class Batch:
         if schedule_id is not None:
             changes["schedule_id"] = schedule_id
         task = existing.task.model_copy(update=changes)
-        self._contents.tasks[task_id] = TaskRow(task, item.draft.last_run_at, item.draft.rerank_at)
+        self._contents.tasks[task_id] = replace(
+            existing, task=task, last_run_at=item.draft.last_run_at, rerank_at=item.draft.rerank_at
+        )
         return task

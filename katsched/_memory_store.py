@@ -69,14 +69,8 @@ class MemoryTaskStore:
     ) -> list[uuid.UUID]:
         now = self.clock.now()
         with self.tables.write() as contents:
-            matching = [
-                row
-                for row in contents.tasks.values()
-                if row.task.scheduler_id == scheduler_id
-                and row.task.organisation == organisation
-                and row.task.status is TaskStatus.QUEUED
-                and row.task.data.get("input_ooi") == input_ooi
-            ]
+            queued = contents.queued(scheduler_id, organisation)
+            matching = [row for row in queued if row.task.data.get("input_ooi") == input_ooi]
             return [contents.set_status(row, TaskStatus.CANCELLED, now, reason).id for row in matching]
 
     def raw_file_planned(self, hashes: Collection[str], raw_data_id: uuid.UUID) -> set[str]:
@@ -103,15 +97,8 @@ class MemoryTaskStore:
 
     def ranks_due(self, scheduler_id: str, organisation: str, now: datetime, limit: int) -> list[QueuedRank]:
         with self.tables.read() as contents:
-            due = [
-                row
-                for row in contents.tasks.values()
-                if row.task.scheduler_id == scheduler_id
-                and row.task.organisation == organisation
-                and row.task.status is TaskStatus.QUEUED
-                and row.rerank_at is not None
-                and row.rerank_at <= now
-            ]
+            queued = contents.queued(scheduler_id, organisation)
+            due = [row for row in queued if row.rerank_at is not None and row.rerank_at <= now]
         due.sort(key=lambda row: row.rerank_at or now)
         return [
             QueuedRank(row.task.id, row.task.priority or 0, row.task.created_at, row.last_run_at)
@@ -131,7 +118,7 @@ class MemoryTaskStore:
                 # A task is modified when its priority is, not each time its next re-rank is put off.
                 modified_at = row.task.modified_at if row.task.priority == new.priority else now
                 task = row.task.model_copy(update={"priority": new.priority, "modified_at": modified_at})
-                contents.tasks[task_id] = TaskRow(task, row.last_run_at, new.rerank_at)
+                contents.tasks[task_id] = replace(row, task=task, rerank_at=new.rerank_at)
                 changed += 1
         return changed
 
@@ -213,12 +200,9 @@ class MemoryTaskStore:
 
 
 def _queued_in_pop_order(contents: Contents, scheduler_id: str) -> list[TaskRow]:
-    queued = [
-        row
-        for row in contents.tasks.values()
-        if row.task.scheduler_id == scheduler_id and row.task.status is TaskStatus.QUEUED
-    ]
-    return sorted(queued, key=lambda row: (row.task.priority or 0, row.task.created_at))
+    return sorted(
+        contents.queued(scheduler_id), key=lambda row: (row.task.priority or 0, row.task.created_at)
+    )
 
 
 if TYPE_CHECKING:  # mypy proves that the in-memory store implements the port

@@ -38,6 +38,16 @@ class Contents:
         history = {task_id: list(events) for task_id, events in self.history.items()}
         return Contents(dict(self.tasks), dict(self.schedules), history)
 
+    def queued(self, scheduler_id: str, organisation: str | None = None) -> list[TaskRow]:
+        """The scheduler's QUEUED tasks (of one organisation), in the order they were pushed."""
+        return [
+            row
+            for row in self.tasks.values()
+            if row.task.scheduler_id == scheduler_id
+            and row.task.status is TaskStatus.QUEUED
+            and (organisation is None or row.task.organisation == organisation)
+        ]
+
     def set_status(self, row: TaskRow, status: TaskStatus, now: datetime, reason: str | None) -> Task:
         """Move a stored task to `status`, recording the move as the database's trigger does."""
         task = row.task.model_copy(update={"status": status, "modified_at": now})

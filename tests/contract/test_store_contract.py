@@ -291,9 +291,14 @@ def test_popped_by_is_who_popped_the_task_last_and_when(stores: Stores, clock: F
     assert stores.tasks.popped_by(first.id) is None and stores.tasks.popped_by(uuid.uuid4()) is None
     clock.advance(minutes=1)
     stores.queue.pop("boefje", popped_by=PoppedBy("10.0.0.7", "runner/" + "x" * 300))
-    assert stores.tasks.popped_by(first.id) == PoppedBy("10.0.0.7", "runner/" + "x" * 193, clock.now())
+    runner = PoppedBy("10.0.0.7", "runner/" + "x" * 193, clock.now())
+    assert stores.tasks.popped_by(first.id) == runner
+    clock.advance(minutes=1)
     stores.queue.pop("boefje")  # by no one known: still when
     assert stores.tasks.popped_by(second.id) == PoppedBy(None, None, clock.now())
+    stores.queue.set_status(first.id, S.QUEUED)  # given back, then re-ranked: who popped it is kept
+    assert stores.tasks.set_ranks({first.id: NewRank(5, None)}) == 1
+    assert stores.tasks.popped_by(first.id) == runner
 
 
 # -- re-ranking ----------------------------------------------------------------------------------------------
