@@ -14,12 +14,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, PrivateAttr, ValidationError, model_validator
 
 from katsched._config_errors import REDACTED, describe, field_extra, redact_url, toml_problem
+from katsched.core.models import SchedulerKind
 from katsched.errors import ConfigError, NotFound
 
 ENV_VAR = "KATSCHED_CONFIG"
 SYSTEM_CONFIG_PATH = Path("/etc/katsched/config.toml")
 LOCAL_CONFIG_PATH = Path("config.toml")
-SCHEDULER_NAMES = ("boefje", "normalizer", "report")
 
 RankerName = Literal["staleness", "ended_at", "created_at"]
 _HTTP_URL = r"^(https?://\S+)?$"
@@ -362,9 +362,9 @@ class Settings(_Section):
         return isinstance(other, Settings) and self.__dict__ == other.__dict__
 
     def scheduler(self, name: str) -> SchedulerSettings:
-        if name not in SCHEDULER_NAMES:
+        if name not in SchedulerKind.__members__.values():
             raise NotFound(f"no scheduler named {name!r}")
-        settings: SchedulerSettings = getattr(self.schedulers, name)
+        settings: SchedulerSettings = getattr(self.schedulers, str(name))
         return settings
 
 

@@ -1,5 +1,5 @@
-"""The composition root: builds every component from Settings, starts them in order, supervises them, and
-stops them on a signal.
+"""The daemon's lifecycle: it has `katsched.wiring` build every component from Settings, starts them in
+order, supervises them, and stops them on a signal.
 
 Start order: store (migrated) → KAT clients → planners → HTTP API → recurring jobs → RabbitMQ intake, so that
 nothing consumes before the rest can take its work. Stop order: intake first (messages being handled commit
@@ -13,32 +13,34 @@ which sections need a restart. systemd hears READY, STATUS, STOPPING and WATCHDO
 
 import logging
 import os
-import signal
 import socket
 import threading
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-from sqlalchemy import Engine
-
-from katsched import __version__, _wiring
-from katsched.api.server import bind
+from katsched import __version__, wiring
+from katsched.api.server import ApiServer, bind
 from katsched.clock import Clock, SystemClock
 from katsched.config import Settings, load_settings
+from katsched.core.models import SchedulerKind
 from katsched.errors import ConfigError, KatschedError
-from katsched.intake import Batch, Handler, QueueConsumer, mutation_batches, raw_file_handler
+from katsched.intake import QueueConsumer
 from katsched.logs import configure_logging, secrets_of
 from katsched.recurring import JobResult, Recurring
 from katsched.schedulers.sweeps import RetentionPolicy, prune_retention, sweep_stalled
 from katsched.store.daemon_state import DaemonState, DaemonStateStore
-from katsched.store.engine import build_engine
-from katsched.store.migrate import current_revision, upgrade
-from katsched.store.queue import TaskQueue
-from katsched.store.schedules import ScheduleStore
-from katsched.supervisor import Component, Fatal, Supervised, Supervisor, log_thread_crashes
+from katsched.store.migrate import current_revision
+from katsched.supervisor import (
+    Component,
+    Fatal,
+    Signals,
+    Supervised,
+    Supervisor,
+    flush_logs,
+    log_thread_crashes,
+)
 from katsched.systemd import Notifier
 
 log = logging.getLogger("katsched.daemon")
@@ -46,35 +48,11 @@ log = logging.getLogger("katsched.daemon")
 DRAIN_TIMEOUT = 20.0  # below the unit's TimeoutStopSec=30, so systemd never has to SIGKILL
 TICK = 1.0
 RELOAD_SAFE = ("logging", "recurring", "retention")
-SCHEDULER_NAMES = ("boefje", "normalizer", "report")
-
-
-class Signals:
-    """First SIGTERM/SIGINT sets `stop`; a second one exits at once. SIGHUP sets `reload`."""
-
-    def __init__(self) -> None:
-        self.stop = threading.Event()
-        self.reload = threading.Event()
-
-    def install(self) -> None:
-        signal.signal(signal.SIGTERM, self._on_stop)
-        signal.signal(signal.SIGINT, self._on_stop)
-        signal.signal(signal.SIGHUP, self._on_reload)
-
-    def _on_stop(self, signum: int, _frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        if self.stop.is_set():
-            log.warning("daemon_stop_now signal=%s", name)
-            _flush_logs()
-            os._exit(1)
-        log.info("daemon_stopping signal=%s", name)
-        self.stop.set()
-
-    def _on_reload(self, _signum: int, _frame: FrameType | None) -> None:
-        self.reload.set()
 
 
 class Daemon:
+    """Everything it runs is built by `katsched.wiring` at the start; until then `core` is None."""
+
     def __init__(
         self, settings: Settings, *, clock: Clock | None = None, notifier: Notifier | None = None
     ) -> None:
@@ -82,15 +60,22 @@ class Daemon:
         self.config_path = settings.config_path
         self.clock = clock or SystemClock()
         self.notifier = notifier or Notifier()
-        self.signals = Signals()
+        self.signals = Signals("daemon")
         self.instance_id = f"{socket.gethostname()}:{os.getpid()}"
-        self.engine: Engine | None = None
+        self.core: wiring.Core | None = None
+        self.state_store: DaemonStateStore | None = None
         self.supervisor: Supervisor | None = None
         self.recurring: Recurring | None = None
         self.consumers: dict[str, QueueConsumer] = {}
         self.health: dict[str, str] = {}
         self.swept_total = 0
         self.api_address: str | None = None
+
+    @property
+    def started(self) -> wiring.Core:
+        if self.core is None:
+            raise RuntimeError("the daemon has not built its components yet")
+        return self.core
 
     # the whole life
 
@@ -108,16 +93,12 @@ class Daemon:
     def _start(self) -> None:
         if self.settings.api.enabled:  # a port in use ends the start at once, before the store is touched
             bind(self.settings.api.host, self.settings.api.port).close()
-        engine = self._open_store()
+        engine = wiring.open_engine(self.settings)
+        self.core = wiring.build_core(self.settings, engine, self.clock, self._known_organisations)
         self.state_store = DaemonStateStore(engine)
         now = self.clock.now()
         hostname, pid = socket.gethostname(), os.getpid()
         self.state_store.register(DaemonState(self.instance_id, hostname, pid, __version__, now, now))
-        self.queue = TaskQueue(engine, self.clock, _wiring.push_policies(self.settings))
-        self.services = _wiring.build_services(self.settings, self.clock)
-        self.planners = _wiring.build_planners(
-            self.settings, self.queue, engine, self.clock, self.services, self._known_organisations
-        )
         self.supervisor = Supervisor(self._slots(), clock=self.clock)
         self.supervisor.start_all()
         log.info(
@@ -128,17 +109,6 @@ class Daemon:
         )
         self.notifier.ready(self._status_line())
         self.heartbeat()
-
-    def _open_store(self) -> Engine:
-        database = self.settings.database
-        self.engine = build_engine(
-            database.url,
-            busy_timeout_ms=database.busy_timeout_ms,
-            pool_size=database.pool_size,
-            sqlite_cache_mib=database.sqlite_cache_mib,
-        )
-        upgrade(self.engine)
-        return self.engine
 
     def _supervise(self) -> int:
         """The main thread's loop: signals, SIGHUP, dead components, the watchdog and the heartbeat."""
@@ -172,119 +142,63 @@ class Daemon:
             ]
             clean = self.supervisor.stop_all(DRAIN_TIMEOUT, order=order)
             self._write_state(stopped=True)
-        self._close()
+        if self.core is not None:
+            self.core.close()
         log.info("daemon_stopped clean=%s exit=%d", str(clean).lower(), code)
         if not clean:
             # A job or handler still runs past the bound: its transaction is rolled back when the process
             # ends, and it is redone at the next start. Exiting now keeps the promised bound.
-            _flush_logs()
+            flush_logs()
             os._exit(code)
         return code
 
-    def _close(self) -> None:
-        services = getattr(self, "services", None)
-        if services is not None:
-            services.close()
-        if self.engine is not None:
-            self.engine.dispose()
-
-    # components
+    # components, built by `katsched.wiring`; the slots rebuild them after a death
 
     def _slots(self) -> list[Supervised]:
         slots = []
-        api = self._api_factory()
-        if api is not None:
-            slots.append(Supervised("api", api))
+        if self.settings.api.enabled:
+            slots.append(Supervised("api", self._new_api))
         slots.append(Supervised("recurring", self._new_recurring))
-        if self.settings.amqp.enabled:
-            amqp = self.settings.amqp
-            # Mutations are planned a batch at a time (one transaction for many); raw files one by one.
-            handlers: dict[str, Handler | Batch[Any]] = {
-                amqp.mutations_queue: mutation_batches(self.planners.boefje),
-                amqp.raw_files_queue: raw_file_handler(self.planners.normalizer),
-            }
-            for queue, handler in handlers.items():
-                slots.append(Supervised(f"intake-{queue}", self._consumer_factory(queue, handler)))
+        for queue, build in wiring.consumers(self.started).items():
+            slots.append(Supervised(f"intake-{queue}", self._consumer_factory(queue, build)))
         return slots
 
-    def _consumer_factory(self, queue: str, handler: Handler | Batch[Any]) -> Callable[[], Component]:
-        amqp = self.settings.amqp
+    def _consumer_factory(self, queue: str, build: Callable[[], QueueConsumer]) -> Callable[[], Component]:
+        def new_consumer() -> Component:
+            self.consumers[queue] = build()
+            return ConsumerComponent(self.consumers[queue], self.clock)
 
-        def build() -> Component:
-            consumer = QueueConsumer(
-                amqp.url,
-                queue,
-                handler,
-                prefetch=amqp.prefetch,
-                retry_backoff_max=amqp.retry_backoff_max,
-                clock=self.clock,
-            )
-            self.consumers[queue] = consumer
-            return _wiring.ConsumerComponent(consumer, self.clock)
+        return new_consumer
 
-        return build
-
-    def _api_factory(self) -> Callable[[], Component] | None:
-        if not self.settings.api.enabled:
-            return None
-        assert self.engine is not None
-        schedules = ScheduleStore(self.engine, self.clock)
-        build = _wiring.api_factory(
-            self.settings,
-            self.queue,
-            schedules,
-            self.clock,
-            lambda: self.health,
-            self.services.catalog,
-            self.intake_states,
-            self.planners.explainer,
-        )
-
-        def start_api() -> Component:
-            component = build()
-            self.api_address = f"{component.server.host}:{component.server.port}"
-            return component
-
-        return start_api
+    def _new_api(self) -> Component:
+        app = wiring.build_app(self.started, health=lambda: self.health, intake=self.intake_states)
+        server = ApiServer(app, self.settings.api.host, self.settings.api.port)
+        self.api_address = f"{server.host}:{server.port}"
+        return ApiComponent(server)
 
     def _new_recurring(self) -> Recurring:
-        settings, planners = self.settings, self.planners
-        recurring = settings.recurring
-        jobs = [
-            _wiring.global_job("lease_sweep", recurring, self.sweep),
-            _wiring.global_job("retention", recurring, self.prune),
-            _wiring.global_job("metrics", recurring, self.refresh_metrics, first_at_start=True),
-        ]
-        self.recurring = Recurring(
-            organisations=lambda: [org.id for org in self.services.catalog.organisations()],
-            organisation_jobs=_wiring.organisation_jobs(planners, recurring, bool(settings.octopoes.url)),
-            global_jobs=jobs,
-            clock=self.clock,
-            organisations_interval=recurring.organisations_refresh_interval,
-            jitter=recurring.jitter,
-        )
+        jobs = {"lease_sweep": self.sweep, "retention": self.prune, "metrics": self.refresh_metrics}
+        self.recurring = wiring.build_recurring(self.started, jobs)
         return self.recurring
 
     # the global jobs
 
     def sweep(self) -> JobResult:
-        assert self.engine is not None
-        summary = sweep_stalled(self.engine, self.clock, _wiring.lease_timeouts(self.settings))
+        summary = sweep_stalled(self.started.engine, self.clock, wiring.lease_timeouts(self.settings))
         self.swept_total += summary.total
         return summary.log_line() if summary.total else None
 
     def prune(self) -> JobResult:
         retention = self.settings.retention
         policy = RetentionPolicy(retention.tasks_days, retention.history_days, retention.batch_size)
-        assert self.engine is not None
-        summary = prune_retention(self.engine, self.clock, policy)
+        summary = prune_retention(self.started.engine, self.clock, policy)
         return summary.log_line() if summary.tasks or summary.history or summary.daemons else None
 
     def refresh_metrics(self) -> JobResult:
         """Ask each configured KAT service whether it is healthy (network I/O: on a job thread, never on the
         supervising main thread)."""
         health = {}
-        for name, check in self.services.checks.items():
+        for name, check in self.started.services.checks.items():
             try:
                 answer = check()
             except KatschedError:
@@ -302,7 +216,7 @@ class Daemon:
         self.notifier.status(self._status_line())
 
     def _write_state(self, *, stopped: bool) -> None:
-        store = getattr(self, "state_store", None)
+        store = self.state_store
         if store is None:
             return
         try:
@@ -336,8 +250,7 @@ class Daemon:
         return {queue: built[queue].state.value if queue in built else "connecting" for queue in queues}
 
     def _unplanned_counts(self) -> dict[str, int]:
-        planners = getattr(self, "planners", None)  # absent when the start failed before the planners
-        return planners.unplanned.counts() if planners is not None else {}
+        return self.core.planners.unplanned.counts() if self.core is not None else {}
 
     def _known_organisations(self) -> set[str]:
         """The organisations the recurring jobs last found in the catalogue (empty before the first look)."""
@@ -345,8 +258,9 @@ class Daemon:
 
     def _service_states(self) -> dict[str, str]:
         states = {"database": "ok"}
-        for name in ("katalogus", "octopoes", "bytes"):
-            if name in self.services.checks:
+        checks = self.core.services.checks if self.core is not None else {}
+        for name in wiring.KAT_SERVICES:
+            if name in checks:
                 states[name] = self.health.get(name, "unknown")
             else:
                 states[name] = "static" if name == "katalogus" else "not configured"
@@ -386,28 +300,62 @@ class Daemon:
         configure_logging(self.settings.logging, secrets=secrets_of(self.settings))
         if self.recurring is not None:
             self.recurring.set_intervals(
-                _wiring.job_intervals(self.settings.recurring), self.settings.recurring.jitter
+                wiring.job_intervals(self.settings.recurring), self.settings.recurring.jitter
             )
         log.info("config_reloaded restart_needed_for=%s", ",".join(needs_restart) or "-")
         self.notifier.ready(self._status_line())
 
 
+class ConsumerComponent:
+    """A RabbitMQ consumer as the supervisor sees it."""
+
+    def __init__(self, consumer: QueueConsumer, clock: Clock) -> None:
+        self.consumer = consumer
+        self._clock = clock
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = self.consumer.start()
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout: float) -> bool:
+        deadline = self._clock.monotonic() + timeout
+        self.consumer.stop(timeout)
+        if self._thread is not None:  # stop() returns once the connection is closed; the thread ends after
+            self._thread.join(max(0.1, deadline - self._clock.monotonic()))
+        return not self.alive()
+
+
+class ApiComponent:
+    """The HTTP server as the supervisor sees it."""
+
+    def __init__(self, server: ApiServer) -> None:
+        self.server = server
+
+    def start(self) -> None:
+        self.server.start()
+
+    def alive(self) -> bool:
+        return self.server.is_alive()
+
+    def stop(self, timeout: float) -> bool:
+        self.server.stop(timeout)
+        return not self.server.is_alive()
+
+
 def _only_lease_changes(old: Settings, new: Settings) -> bool:
     """Only the lease settings differ (the sweep reads them on every run; the planners keep theirs)."""
     ignore = {"dispatch_timeout", "run_timeout", "on_dispatch_expiry", "max_attempts"}
-    for name in SCHEDULER_NAMES:
-        if old.scheduler(name).model_dump(exclude=ignore) != new.scheduler(name).model_dump(exclude=ignore):
+    for kind in SchedulerKind:
+        if old.scheduler(kind).model_dump(exclude=ignore) != new.scheduler(kind).model_dump(exclude=ignore):
             return False
     return True
 
 
 def _consumer_state(consumer: QueueConsumer) -> dict[str, Any]:
     return {"state": consumer.state.value, "error": consumer.last_error, **asdict(consumer.stats)}
-
-
-def _flush_logs() -> None:
-    for handler in logging.getLogger().handlers:
-        handler.flush()
 
 
 def run(config: Path | None) -> int:

@@ -1,4 +1,5 @@
-"""Supervision of the daemon's components: a dead one is restarted with backoff, or the daemon stops loudly.
+"""Supervision of the daemon's components: a dead one is restarted with backoff, or the daemon stops loudly;
+and the one signal handling of the processes that serve (`katsched daemon`, `katsched api`).
 
 The main thread calls `check()` about once a second. A component whose thread died (or whose start failed)
 is logged, then rebuilt from its factory after a growing pause. One that dies more than `budget` times within
@@ -7,12 +8,14 @@ non-zero exit and that reason, and systemd's restart policy takes over. Nothing 
 """
 
 import logging
+import os
+import signal
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Protocol
 
 from katsched.backoff import Backoff
@@ -177,3 +180,36 @@ def log_thread_crashes() -> None:
         log.error("thread_crashed thread=%s error=%r", name, args.exc_value, exc_info=info)
 
     threading.excepthook = hook
+
+
+class Signals:
+    """First SIGTERM/SIGINT sets `stop`; a second one exits at once (1). With `reload`, SIGHUP sets `reload`.
+    `process` names the process in the log lines (`daemon_stopping`, `api_stop_now`, …)."""
+
+    def __init__(self, process: str = "daemon") -> None:
+        self.process = process
+        self.stop = threading.Event()
+        self.reload = threading.Event()
+
+    def install(self, *, reload: bool = True) -> None:
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        if reload:
+            signal.signal(signal.SIGHUP, self._on_reload)
+
+    def _on_stop(self, signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.stop.is_set():
+            log.warning("%s_stop_now signal=%s", self.process, name)
+            flush_logs()
+            os._exit(1)
+        log.info("%s_stopping signal=%s", self.process, name)
+        self.stop.set()
+
+    def _on_reload(self, _signum: int, _frame: FrameType | None) -> None:
+        self.reload.set()
+
+
+def flush_logs() -> None:
+    for handler in logging.getLogger().handlers:
+        handler.flush()

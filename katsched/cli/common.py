@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from katsched.config import Settings
-    from katsched.core.models import PushPolicy
     from katsched.store.queue import TaskQueue
 
 ConfigOption = Annotated[
@@ -57,17 +56,9 @@ def load(config: Path | None) -> "Settings":
 
 def open_engine(settings: "Settings") -> "Engine":
     """The engine for the configured database, created if need be and migrated to the newest schema."""
-    from katsched.store.engine import build_engine
-    from katsched.store.migrate import upgrade
+    from katsched import wiring
 
-    engine = build_engine(
-        settings.database.url,
-        busy_timeout_ms=settings.database.busy_timeout_ms,
-        pool_size=settings.database.pool_size,
-        sqlite_cache_mib=settings.database.sqlite_cache_mib,
-    )
-    upgrade(engine)
-    return engine
+    return wiring.open_engine(settings)
 
 
 def open_read_only(settings: "Settings") -> "Engine":
@@ -75,7 +66,8 @@ def open_read_only(settings: "Settings") -> "Engine":
 
     Works with read-only access to the file (group read on /var/lib/katsched) and says what to do when there
     is no database or its schema is behind."""
-    from katsched.store.engine import DATABASE_ERRORS, build_engine, first_line, sqlite_file
+    from katsched import wiring
+    from katsched.store.engine import DATABASE_ERRORS, first_line, sqlite_file
     from katsched.store.migrate import current_revision, revisions
 
     url = settings.database.url
@@ -83,7 +75,7 @@ def open_read_only(settings: "Settings") -> "Engine":
     where = file or _where(url)
     if file is not None and not file.exists():
         raise StorageError(f"no database at {file}: start the daemon or run `katsched db upgrade`")
-    engine = build_engine(url, busy_timeout_ms=settings.database.busy_timeout_ms, pool_size=1, read_only=True)
+    engine = wiring.engine_for(settings, read_only=True)
     try:
         revision = current_revision(engine)
     except DATABASE_ERRORS as exc:
@@ -107,29 +99,14 @@ def _where(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def push_policies(settings: "Settings") -> "dict[str, PushPolicy]":
-    from katsched.core.models import PushPolicy, SchedulerKind
-
-    policies = {}
-    for kind in SchedulerKind:
-        scheduler = settings.scheduler(kind.value)
-        policies[kind.value] = PushPolicy(
-            allow_replace=scheduler.allow_replace,
-            allow_updates=scheduler.allow_updates,
-            allow_priority_updates=scheduler.allow_priority_updates,
-            maxsize=scheduler.maxsize,
-        )
-    return policies
-
-
 def open_queue(config: Path | None, *, read_only: bool = False) -> "TaskQueue":
     """The task queue of the configured database; `read_only` for commands that only look."""
+    from katsched import wiring
     from katsched.clock import SystemClock
-    from katsched.store.queue import TaskQueue
 
     settings = load(config)
     engine = open_read_only(settings) if read_only else open_engine(settings)
-    return TaskQueue(engine, SystemClock(), push_policies(settings))
+    return wiring.task_queue(settings, engine, SystemClock())
 
 
 def resolve_task_id(queue: "TaskQueue", text: str) -> uuid.UUID:

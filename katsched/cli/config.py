@@ -12,7 +12,8 @@ import typer
 
 from katsched._config_example import render_example
 from katsched.cli.common import ConfigOption
-from katsched.config import SCHEDULER_NAMES, SYSTEM_CONFIG_PATH, load_settings, redacted, settings_from_toml
+from katsched.config import SYSTEM_CONFIG_PATH, load_settings, redacted, settings_from_toml
+from katsched.core.models import SchedulerKind
 from katsched.errors import ConfigError, StorageError
 
 app = typer.Typer(
@@ -141,7 +142,7 @@ def _debug_level(value: str) -> str | None:
 
 
 def _each_scheduler(key: str) -> tuple[str, ...]:
-    return tuple(f"schedulers.{name}.{key}" for name in SCHEDULER_NAMES)
+    return tuple(f"schedulers.{kind}.{key}" for kind in SchedulerKind)
 
 
 _ENV_SETTINGS = (

@@ -71,25 +71,19 @@ class _explainer:
     """The explainer over the configured services and database (read-only: never migrated here)."""
 
     def __init__(self, config: ConfigOption) -> None:
-        from katsched import _wiring
-        from katsched.cli.common import open_read_only, push_policies
+        from katsched import wiring
+        from katsched.cli.common import open_read_only
         from katsched.clock import SystemClock
         from katsched.config import load_settings
-        from katsched.store.queue import TaskQueue
 
         settings = load_settings(config)
-        self.engine = open_read_only(settings)
-        clock = SystemClock()
-        queue = TaskQueue(self.engine, clock, push_policies(settings))
-        self.services = _wiring.build_services(settings, clock)
-        self.explainer = _wiring.build_planners(settings, queue, self.engine, clock, self.services).explainer
+        self.core = wiring.build_core(settings, open_read_only(settings), SystemClock())
 
     def __enter__(self) -> "Explainer":
-        return self.explainer
+        return self.core.planners.explainer
 
     def __exit__(self, *exc_info: object) -> None:
-        self.services.close()
-        self.engine.dispose()
+        self.core.close()
 
 
 def render(explanation: "Explanation") -> "RenderableType":

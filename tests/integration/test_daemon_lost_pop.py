@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from katsched import _wiring
+from katsched import wiring
 from katsched.config import load_settings
 from katsched.core.models import TaskStatus
 from katsched.schedulers.sweeps import sweep_stalled
@@ -70,7 +70,7 @@ def test_a_pop_lost_with_a_killed_daemon_is_queued_again_after_the_dispatch_leas
         lost = queue.get(uuid.UUID(task_id))
         assert lost.status is TaskStatus.DISPATCHED
         clock.set(lost.modified_at + timedelta(seconds=30))  # within the lease: left alone
-        timeouts = _wiring.lease_timeouts(load_settings(config))
+        timeouts = wiring.lease_timeouts(load_settings(config))
         assert sweep_stalled(engine, clock, timeouts).total == 0
         clock.set(lost.modified_at + timedelta(seconds=61))
         summary = sweep_stalled(engine, clock, timeouts)

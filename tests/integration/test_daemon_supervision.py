@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 
 from katsched.backoff import Backoff
-from katsched.daemon import Signals
 from katsched.errors import ConfigError
-from katsched.supervisor import Fatal, RestartPolicy, State, Supervised, Supervisor
+from katsched.supervisor import Fatal, RestartPolicy, Signals, State, Supervised, Supervisor
 from katsched.systemd import Notifier
 from katsched.testing import FakeClock
 from tests.integration.test_daemon_lifecycle import DaemonProcess, quiet_config, wait_until

@@ -4,8 +4,11 @@ ever writes (every table's row count is the same before and after); a service th
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -13,11 +16,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 
-from katsched import _wiring
+from katsched import wiring
 from katsched.api import create_app
 from katsched.clock import SystemClock
 from katsched.config import Settings
@@ -238,16 +242,15 @@ def settings_for(config: Path) -> Settings:
 @pytest.fixture
 def api_for(engine: Engine) -> Iterator[Callable[..., TestClient]]:
     """An API whose `/explain` runs on the planners the daemon would build from the config."""
-    opened: list[tuple[TestClient, _wiring.Services]] = []
+    opened: list[tuple[TestClient, wiring.Services]] = []
 
     def make(config: Path, token: str | None = None) -> TestClient:
         settings, clock = settings_for(config), SystemClock()
-        queue = TaskQueue(engine, clock)
-        services = _wiring.build_services(settings, clock)
-        explainer = _wiring.build_planners(settings, queue, engine, clock, services).explainer
-        app = create_app(queue, ScheduleStore(engine, clock), clock, token=token, explainer=explainer)
+        core = wiring.build_core(settings, engine, clock)
+        explainer = core.planners.explainer
+        app = create_app(core.queue, core.schedules, clock, token=token, explainer=explainer)
         client = TestClient(app)
-        opened.append((client, services))
+        opened.append((client, core.services))
         return client
 
     yield make
@@ -307,6 +310,37 @@ def test_each_verdict_through_the_api(
     assert response.status_code == 200, response.text
     check(only_entry(response.json()), case)
     assert row_counts(engine) == before
+
+
+def test_katsched_api_alone_serves_explain(engine: Engine, kat: KatFakeServer, tmp_path: Path) -> None:
+    """`katsched api` (no daemon) builds the explainer and its KAT clients as the daemon does (issue 14)."""
+    case = CASES["scan_level_too_low"]
+    case.setup(kat, engine)
+    config = write_config(tmp_path, engine, kat)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "katsched", "api", "--config", str(config), "--port", str(port)]
+    before = row_counts(engine)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(300):  # bounded: the process imports, migrates, then listens
+            try:
+                httpx.get(f"{url}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("katsched api did not start")
+        response = httpx.get(f"{url}/explain", params={"organisation": ORG, "ooi": REF}, timeout=30)
+    finally:
+        process.send_signal(signal.SIGINT)
+        _out, err = process.communicate(timeout=30)
+    assert response.status_code == 200, response.text
+    check(only_entry(response.json()), case)
+    assert row_counts(engine) == before
+    assert process.returncode == 0, err
 
 
 # -- a service that is down ----------------------------------------------------------------------------------
@@ -443,13 +477,11 @@ def normalizer(plugin_id: str, enabled: bool = True) -> Plugin:
 
 def plan_raw_file(config: Path, engine: Engine, event: RawDataReceivedEvent) -> None:
     settings, clock = settings_for(config), SystemClock()
-    services = _wiring.build_services(settings, clock)
+    core = wiring.build_core(settings, engine, clock)
     try:
-        _wiring.build_planners(
-            settings, TaskQueue(engine, clock), engine, clock, services
-        ).normalizer.plan_for_raw_file(event)
+        core.planners.normalizer.plan_for_raw_file(event)
     finally:
-        services.close()
+        core.services.close()
 
 
 def test_a_raw_file_says_what_became_of_each_normalizer(

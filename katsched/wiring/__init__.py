@@ -1,0 +1,399 @@
+"""The composition root: every object katsched runs is built here, from Settings, and nowhere else.
+
+`katsched.daemon` asks it for the store, the KAT clients, the planners, the API and the recurring jobs and
+then only runs them (start order, supervision, signals, sd_notify); the CLI asks it for the engine, the
+queue, the explainer and the API app. Everything else receives what it needs in its constructor.
+
+Light at import, like the CLI's modules (see "Lazy imports" in docs/architecture.md): what only the daemon,
+the API or the explainer need (FastAPI, APScheduler, pika, httpx, the planners) is imported by the function
+that builds it, so that `katsched queue ls` does not pay for them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from katsched.core.models import PushPolicy, SchedulerKind
+from katsched.wiring._services import KAT_SERVICES, HealthCheck, Services, build_services, static_catalogue
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from sqlalchemy import Engine
+
+    from katsched.clock import Clock
+    from katsched.config import RecurringSettings, SchedulerSettings, Settings
+    from katsched.intake import Batch, Handler, QueueConsumer
+    from katsched.recurring import GlobalJob, JobResult, OrganisationJob, Recurring
+    from katsched.schedulers.boefje import BoefjePlanner
+    from katsched.schedulers.boefje_plan import BoefjePlannerSettings
+    from katsched.schedulers.explain import Explainer
+    from katsched.schedulers.normalizer import NormalizerPlanner
+    from katsched.schedulers.report import ReportPlanner
+    from katsched.schedulers.summary import PlanSummary
+    from katsched.schedulers.sweeps import LeaseTimeouts
+    from katsched.schedulers.unplanned import UnplannedEvents
+    from katsched.store.queue import TaskQueue
+    from katsched.store.schedules import ScheduleStore
+
+__all__ = [
+    "KAT_SERVICES",
+    "Core",
+    "HealthCheck",
+    "Planners",
+    "Services",
+    "build_app",
+    "build_core",
+    "build_planners",
+    "build_recurring",
+    "build_services",
+    "consumers",
+    "engine_for",
+    "job_intervals",
+    "lease_timeouts",
+    "open_engine",
+    "organisation_jobs",
+    "push_policies",
+    "static_catalogue",
+    "task_queue",
+]
+
+log = logging.getLogger("katsched.daemon")
+
+
+# -- the store -----------------------------------------------------------------------------------------------
+
+
+def engine_for(settings: Settings, *, read_only: bool = False) -> Engine:
+    """The engine for the configured database, as it is (`read_only`: one connection that never writes)."""
+    from katsched.store.engine import build_engine
+
+    database = settings.database
+    if read_only:
+        return build_engine(
+            database.url, busy_timeout_ms=database.busy_timeout_ms, pool_size=1, read_only=True
+        )
+    return build_engine(
+        database.url,
+        busy_timeout_ms=database.busy_timeout_ms,
+        pool_size=database.pool_size,
+        sqlite_cache_mib=database.sqlite_cache_mib,
+    )
+
+
+def open_engine(settings: Settings) -> Engine:
+    """The engine for the configured database, created if need be and migrated to the newest schema."""
+    from katsched.store.migrate import upgrade
+
+    engine = engine_for(settings)
+    try:
+        upgrade(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
+def push_policies(settings: Settings) -> dict[str, PushPolicy]:
+    return {
+        kind.value: PushPolicy(
+            allow_replace=scheduler.allow_replace,
+            allow_updates=scheduler.allow_updates,
+            allow_priority_updates=scheduler.allow_priority_updates,
+            maxsize=scheduler.maxsize,
+        )
+        for kind, scheduler in _schedulers(settings)
+    }
+
+
+def lease_timeouts(settings: Settings) -> dict[str, LeaseTimeouts]:
+    """Each scheduler's leases and dispatch-expiry policy, as the sweep applies them."""
+    from katsched.schedulers.sweeps import LeaseTimeouts
+
+    return {
+        kind.value: LeaseTimeouts(
+            timedelta(seconds=scheduler.dispatch_timeout),
+            timedelta(seconds=scheduler.run_timeout),
+            scheduler.on_dispatch_expiry,
+            scheduler.max_attempts,
+        )
+        for kind, scheduler in _schedulers(settings)
+    }
+
+
+def _schedulers(settings: Settings) -> list[tuple[SchedulerKind, SchedulerSettings]]:
+    return [(kind, settings.scheduler(kind)) for kind in SchedulerKind]
+
+
+def task_queue(settings: Settings, engine: Engine, clock: Clock) -> TaskQueue:
+    from katsched.store.queue import TaskQueue
+
+    return TaskQueue(engine, clock, push_policies(settings))
+
+
+# -- the planners --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Planners:
+    boefje: BoefjePlanner
+    normalizer: NormalizerPlanner
+    report: ReportPlanner
+    explainer: Explainer
+    unplanned: UnplannedEvents
+
+
+def boefje_planner_settings(settings: Settings) -> BoefjePlannerSettings:
+    from katsched.schedulers.boefje_plan import BoefjePlannerSettings
+
+    boefje = settings.schedulers.boefje
+    return BoefjePlannerSettings(
+        grace_period=timedelta(seconds=boefje.grace_period),
+        dispatch_timeout=timedelta(seconds=boefje.dispatch_timeout),
+        run_timeout=timedelta(seconds=boefje.run_timeout),
+        ranker=boefje.ranker,
+        deadline_jitter=timedelta(seconds=boefje.deadline_jitter),
+        lookup_concurrency=boefje.lookup_concurrency,
+        reschedule_batch_size=settings.recurring.reschedule_batch_size,
+        configs_cache_ttl=timedelta(seconds=settings.katalogus.cache_ttl),
+    )
+
+
+def build_planners(
+    settings: Settings,
+    queue: TaskQueue,
+    clock: Clock,
+    services: Services,
+    known_organisations: Callable[[], Collection[str]] = frozenset,
+) -> Planners:
+    from katsched.schedulers.boefje import BoefjePlanner
+    from katsched.schedulers.explain import Explainer
+    from katsched.schedulers.normalizer import NormalizerPlanner, NormalizerPlannerSettings
+    from katsched.schedulers.report import ReportPlanner, ReportPlannerSettings
+    from katsched.schedulers.unplanned import UnplannedEvents
+    from katsched.store.decisions import SqlDecisionLog
+    from katsched.store.lookups import SqlScheduleStore, SqlTaskStore
+    from katsched.store.plugins_seen import SqlSeenPlugins
+
+    engine = queue.engine
+    tasks, schedules, decisions = SqlTaskStore(queue), SqlScheduleStore(engine, clock), SqlDecisionLog(engine)
+    unplanned = UnplannedEvents(clock, known_organisations=known_organisations)
+    boefje = BoefjePlanner(
+        tasks=tasks,
+        clock=clock,
+        schedules=schedules,
+        seen=SqlSeenPlugins(engine),
+        catalog=services.catalog,
+        objects=services.objects,
+        raw_data=services.raw_data,
+        settings=boefje_planner_settings(settings),
+        decisions=decisions,
+        unplanned=unplanned,
+    )
+    normalizer = NormalizerPlanner(
+        tasks=tasks,
+        clock=clock,
+        catalog=services.catalog,
+        settings=NormalizerPlannerSettings(ranker=settings.schedulers.normalizer.ranker),
+        decisions=decisions,
+        unplanned=unplanned,
+    )
+    report = settings.schedulers.report
+    report_settings = ReportPlannerSettings(
+        dispatch_timeout=timedelta(seconds=report.dispatch_timeout),
+        run_timeout=timedelta(seconds=report.run_timeout),
+        ranker=report.ranker,
+        reschedule_batch_size=settings.recurring.reschedule_batch_size,
+    )
+    explainer = Explainer(
+        boefjes=boefje,
+        normalizers=normalizer,
+        catalog=services.catalog,
+        objects=services.objects,
+        tasks=tasks,
+        schedules=schedules,
+        decisions=decisions,
+        clock=clock,
+    )
+    return Planners(
+        boefje=boefje,
+        normalizer=normalizer,
+        report=ReportPlanner(tasks=tasks, clock=clock, schedules=schedules, settings=report_settings),
+        explainer=explainer,
+        unplanned=unplanned,
+    )
+
+
+# -- what the daemon, `katsched api` and `katsched explain` share ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Core:
+    """The store, the KAT clients and the planners over them; `close()` releases clients and engine."""
+
+    settings: Settings
+    clock: Clock
+    queue: TaskQueue
+    schedules: ScheduleStore
+    services: Services
+    planners: Planners
+
+    @property
+    def engine(self) -> Engine:
+        return self.queue.engine
+
+    def close(self) -> None:
+        self.services.close()
+        self.engine.dispose()
+
+
+def build_core(
+    settings: Settings,
+    engine: Engine,
+    clock: Clock,
+    known_organisations: Callable[[], Collection[str]] = frozenset,
+) -> Core:
+    """Everything over an open engine; no I/O (the KAT clients connect on first use)."""
+    from katsched.store.schedules import ScheduleStore
+
+    queue = task_queue(settings, engine, clock)
+    services = build_services(settings, clock)
+    planners = build_planners(settings, queue, clock, services, known_organisations)
+    return Core(settings, clock, queue, ScheduleStore(engine, clock), services, planners)
+
+
+def build_app(
+    core: Core,
+    *,
+    health: Callable[[], Mapping[str, str]] = dict,
+    intake: Callable[[], Mapping[str, str]] | None = None,
+) -> FastAPI:
+    """The HTTP API over `core`, `/explain` included. `/health` reads the last answer of each configured
+    service from `health()` (the daemon's metrics job refreshes it, so a slow service never slows `/health`
+    down); a service not probed yet is "unknown", not down. `intake()`: the consumers' states."""
+    from katsched.api import create_app
+    from katsched.schedulers.manual import ManualPushes
+    from katsched.store.lookups import SqlScheduleStore
+
+    settings, clock = core.settings, core.clock
+
+    def probe(name: str) -> HealthCheck:
+        return lambda: {"ok": True, "down": False}.get(health().get(name, "unknown"))
+
+    return create_app(
+        core.queue,
+        core.schedules,
+        clock,
+        token=settings.api.token or None,
+        max_body_bytes=settings.api.max_body_bytes,
+        health_checks={name: probe(name) for name in KAT_SERVICES if getattr(settings, name).url},
+        intake_states=intake,
+        explainer=core.planners.explainer,
+        manual_pushes=ManualPushes(
+            SqlScheduleStore(core.engine, clock),
+            core.services.catalog,
+            clock,
+            boefje_planner_settings(settings),
+        ),
+    )
+
+
+# -- the recurring jobs --------------------------------------------------------------------------------------
+
+
+def reported(summary: PlanSummary, organisation: str) -> JobResult:
+    """The summary's line at INFO when the run changed something; a quiet run is only a debug line."""
+    line = f"{summary.log_line()} org={organisation}"
+    if summary.created or summary.cancelled or sum(summary.disabled.values()):
+        return line
+    log.debug("%s", line)
+    return None
+
+
+def organisation_jobs(
+    planners: Planners, recurring: RecurringSettings, objects_known: bool
+) -> list[OrganisationJob]:
+    """Each organisation's job set. Enumerating objects for new plugins needs Octopoes: without it, none."""
+    from katsched.recurring import OrganisationJob
+
+    boefje, report = planners.boefje, planners.report
+
+    def rerank(organisation: str) -> JobResult:
+        changed = boefje.rerank_queued(organisation)
+        return f"tasks_reranked scheduler=boefje org={organisation} changed={changed}" if changed else None
+
+    intervals = job_intervals(recurring)
+    bodies: dict[str, Callable[[str], JobResult]] = {
+        "boefje.reschedule": lambda o: reported(boefje.reschedule_due(o), o),
+        "boefje.rerank": rerank,
+        "report.reschedule": lambda o: reported(report.reschedule_due(o), o),
+    }
+    if objects_known:
+        bodies["boefje.new_plugins"] = lambda o: reported(boefje.plan_new_plugins(o), o)
+    return [OrganisationJob(name, intervals[name], body) for name, body in bodies.items()]
+
+
+def job_intervals(recurring: RecurringSettings) -> dict[str, float]:
+    """Interval per job name, at the start and for a SIGHUP reload."""
+    return {
+        "boefje.reschedule": recurring.reschedule_interval,
+        "report.reschedule": recurring.reschedule_interval,
+        "boefje.rerank": recurring.rank_interval,
+        "boefje.new_plugins": recurring.new_plugins_interval,
+        "organisations": recurring.organisations_refresh_interval,
+        "lease_sweep": recurring.sweep_interval,
+        "retention": recurring.prune_interval,
+        "metrics": recurring.metrics_interval,
+    }
+
+
+def build_recurring(core: Core, global_jobs: Mapping[str, Callable[[], JobResult]]) -> Recurring:
+    """The APScheduler job sets: one per organisation of the catalogue, plus `global_jobs` by name (the
+    "metrics" job runs once at the start, so that `/health` knows the services soon)."""
+    from katsched.recurring import GlobalJob, Recurring
+
+    recurring, intervals = core.settings.recurring, job_intervals(core.settings.recurring)
+    jobs: list[GlobalJob] = [
+        GlobalJob(name, intervals[name], run, first_at_start=name == "metrics")
+        for name, run in global_jobs.items()
+    ]
+    return Recurring(
+        organisations=lambda: [org.id for org in core.services.catalog.organisations()],
+        organisation_jobs=organisation_jobs(core.planners, recurring, bool(core.settings.octopoes.url)),
+        global_jobs=jobs,
+        clock=core.clock,
+        organisations_interval=recurring.organisations_refresh_interval,
+        jitter=recurring.jitter,
+    )
+
+
+# -- the RabbitMQ intake -------------------------------------------------------------------------------------
+
+
+def consumers(core: Core) -> dict[str, Callable[[], QueueConsumer]]:
+    """One consumer factory per configured queue (none when [amqp] is off). Mutations are planned a batch at
+    a time (one transaction for many); raw files one by one."""
+    from katsched.intake import QueueConsumer, mutation_batches, raw_file_handler
+
+    amqp = core.settings.amqp
+    if not amqp.enabled:
+        return {}
+    handlers: dict[str, Handler | Batch[Any]] = {
+        amqp.mutations_queue: mutation_batches(core.planners.boefje),
+        amqp.raw_files_queue: raw_file_handler(core.planners.normalizer),
+    }
+
+    def factory(queue: str, handler: Handler | Batch[Any]) -> Callable[[], QueueConsumer]:
+        return lambda: QueueConsumer(
+            amqp.url,
+            queue,
+            handler,
+            prefetch=amqp.prefetch,
+            retry_backoff_max=amqp.retry_backoff_max,
+            clock=core.clock,
+        )
+
+    return {queue: factory(queue, handler) for queue, handler in handlers.items()}
