@@ -68,13 +68,13 @@ def init(
 def check(path: PathArgument = None, config: ConfigOption = None) -> None:
     """Validate a configuration file and load the driver of its database: prints ok, or the problem and
     exits with 2. Default: the file katsched would load."""
-    from katsched.store.engine import build_engine
+    from katsched import wiring
 
     chosen = _one_path(path, config)
     settings = load_settings(None if chosen is None else Path(chosen))
     source = settings.config_path or "no config file found; built-in defaults"
     try:  # builds no connection: only imports the driver the URL names
-        build_engine(settings.database.url, read_only=True).dispose()
+        wiring.engine_for(settings, read_only=True).dispose()
     except StorageError as error:
         raise ConfigError(f"{source}: database.url: {error}") from None
     typer.echo(f"ok: {source}")
