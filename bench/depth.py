@@ -9,7 +9,8 @@ have never run. Per size, medians of 3:
   the jobs every 30 s: twice the default rate) and its RSS after start;
 - `GET /tasks/stats` and `GET /tasks?limit=10` p50, then RSS after 100 list/stats/pop requests;
 - pop (limit=1) p99 over HTTP;
-- `katsched queue stats` and `katsched status --once` wall time, beside `python -c pass` measured alongside.
+- `katsched queue stats` and `katsched status --once` wall and CPU time, beside `python -c pass` measured
+  alongside, and the reads of those commands timed in-process (the part that is not the CLI's start-up).
 
     python bench/depth.py [--sizes 1000,100000,1000000] [--cache DIR]
 """
@@ -17,6 +18,7 @@ have never run. Per size, medians of 3:
 import argparse
 import os
 import random
+import resource
 import shutil
 import socket
 import statistics
@@ -33,17 +35,22 @@ from typing import Any
 import httpx
 from sqlalchemy import insert
 
+from katsched.cli.dashboard import blocked_last_hour
 from katsched.core.hashing import task_hash
 from katsched.core.models import Boefje, BoefjeTask
 from katsched.core.ranking import RankFacts, staleness
-from katsched.store import tables
-from katsched.store.engine import build_engine, write
+from katsched.store import counts, tables
+from katsched.store.engine import build_engine, read, write
 from katsched.store.migrate import upgrade
+from katsched.store.overview import take_overview
 
 ORGANISATIONS = [f"org{i}" for i in range(10)]
 JOB_INTERVAL = 30
 CHUNK = 20_000
 ROUNDS = 3
+# Raised whenever the filled rows change (2: ranks rewritten at most once per RERANK_SPACING), so that a
+# cached database of an older format is never measured.
+FILL_FORMAT = 2
 
 
 def boefje_task(i: int, organisation: str) -> BoefjeTask:
@@ -55,10 +62,10 @@ def rank_columns(last_run_at: datetime | None, now: datetime) -> dict[str, Any]:
     """The re-ranking columns of the store under test, when it has them (the planner fills them in)."""
     if "rerank_at" not in tables.tasks.c:
         return {}
-    from katsched.core.ranking import rank_changes_at  # only in stores that keep re-ranking columns
+    from katsched.core.ranking import rerank_due_at  # only in stores that keep re-ranking columns
 
     facts = RankFacts(last_run_at=last_run_at)
-    return {"last_run_at": last_run_at, "rerank_at": rank_changes_at("staleness", facts, now)}
+    return {"last_run_at": last_run_at, "rerank_at": rerank_due_at("staleness", facts, now)}
 
 
 def rows(count: int, now: datetime, seed: int = 15) -> Iterator[dict[str, Any]]:
@@ -109,7 +116,7 @@ def _insert(engine: Any, batch: list[dict[str, Any]]) -> None:
 
 def filled(cache: Path, count: int) -> Path:
     revision = "rank" if "rerank_at" in tables.tasks.c else "base"
-    path = cache / f"depth-{revision}-{count}.db"
+    path = cache / f"depth-{revision}-v{FILL_FORMAT}-{count}.db"
     if not path.exists():
         began = time.monotonic()
         partial = path.with_suffix(".partial")
@@ -218,17 +225,46 @@ def _requests(client: httpx.Client) -> dict[str, float]:
     }
 
 
-def cli_round(config: Path) -> dict[str, float]:
-    def run(*args: str) -> float:
+def cli_round(config: Path, database: Path) -> dict[str, float]:
+    """Each command's wall time and its own CPU time (user + system: what load on a shared machine does not
+    inflate), and the status command's reads timed in this process (the part that is not start-up)."""
+    figures: dict[str, float] = {}
+
+    def run(name: str, *args: str, accepted: tuple[int, ...] = (0,)) -> None:
         command = [sys.executable, *args]
-        return timed(lambda: subprocess.run(command, capture_output=True, check=True, timeout=300))
+
+        def call() -> None:
+            done = subprocess.run(command, capture_output=True, timeout=300)
+            if done.returncode not in accepted:
+                raise subprocess.CalledProcessError(done.returncode, command, done.stdout, done.stderr)
+
+        before = _children_cpu()
+        figures[f"{name}_s"] = timed(call)
+        figures[f"{name}_cpu_s"] = _children_cpu() - before
 
     katsched = ("-m", "katsched")
-    return {
-        "python_pass_s": run("-c", "pass"),
-        "queue_stats_s": run(*katsched, "queue", "stats", "--config", str(config)),
-        "status_once_s": run(*katsched, "status", "--once", "--config", str(config)),
-    }
+    run("python_pass", "-c", "pass")
+    run("queue_stats", *katsched, "queue", "stats", "--config", str(config))
+    # Exit status 1: no daemon's heartbeat (none runs yet); the whole dashboard is printed all the same.
+    run("status_once", *katsched, "status", "--once", "--config", str(config), accepted=(0, 1))
+    figures["status_reads_ms"] = 1000 * timed(lambda: _status_reads(database))
+    return figures
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _status_reads(database: Path) -> None:
+    """What `queue stats` and `status --once` read, without the CLI's start-up (imports included)."""
+    engine = build_engine(f"sqlite:///{database}", pool_size=1, read_only=True)
+    now = datetime.now(UTC)
+    with read(engine) as connection:
+        counts.counted(connection)
+    take_overview(engine, now, overdue_after=timedelta(hours=1))
+    blocked_last_hour(engine, now)
+    engine.dispose()
 
 
 def measure(source: Path) -> dict[str, float]:
@@ -240,7 +276,7 @@ def measure(source: Path) -> dict[str, float]:
             port = free_port()
             config = write_config(Path(directory), database, port)
             failed = len(FAILED)
-            figures = cli_round(config) | daemon_round(config, port)
+            figures = cli_round(config, database) | daemon_round(config, port)
             print("  round " + " ".join(f"{name}={value:.2f}" for name, value in figures.items()), flush=True)
             for name, value in figures.items():
                 results.setdefault(name, []).append(value)
@@ -260,19 +296,21 @@ def main() -> None:
     arguments = parser.parse_args()
     arguments.cache.mkdir(parents=True, exist_ok=True)
     print(f"bench/depth.py: medians of {ROUNDS}; {os.cpu_count()} CPUs; jobs every {JOB_INTERVAL} s")
-    pops: dict[int, float] = {}
+    measured: dict[int, dict[str, float]] = {}
     for count in (int(size) for size in arguments.sizes.split(",")):
         print(f"{count:,} queued (load average {load()})", flush=True)
-        figures = measure(filled(arguments.cache, count))
-        pops[count] = figures["pop_p99_ms"]
+        measured[count] = figures = measure(filled(arguments.cache, count))
         for name, value in figures.items():
-            print(f"  {name:<16} {value:10.2f}")
+            print(f"  {name:<20} {value:10.2f}")
         print(f"  load average after: {load()}", flush=True)
     if FAILED:
         print(f"{len(FAILED)} requests or commands failed; first: {FAILED[0]}")
-    if len(pops) > 1:
-        smallest, largest = min(pops), max(pops)
-        print(f"pop p99 {largest:,} vs {smallest:,} queued: {pops[largest] / pops[smallest]:.2f}x")
+    if len(measured) > 1:
+        smallest, largest = min(measured), max(measured)
+        print(f"each figure at {largest:,} queued as a ratio to the same figure at {smallest:,} (this run):")
+        for name, value in measured[largest].items():
+            reference = measured[smallest][name]
+            print(f"  {name:<20} {value / reference if reference else float('nan'):8.2f}x")
 
 
 if __name__ == "__main__":

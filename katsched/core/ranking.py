@@ -93,10 +93,19 @@ RankChange = Callable[[RankFacts, datetime], datetime | None]
 RANK_CHANGES: dict[str, RankChange] = {"staleness": staleness_changes_at}
 
 
-def rank_changes_at(name: str, facts: RankFacts, now: datetime) -> datetime | None:
-    """When the rank that ranker `name` gives at `now` changes next; None if it never will."""
+# A queued task's moving rank is rewritten at most this often. A staleness step is ~10 minutes (7 days over
+# 997 ranks), so rewriting at every step costs one row update per recently run task every 10 minutes: at a
+# million queued tasks that was most of an idle daemon's CPU. Once an hour bounds that work 6 times lower, and
+# a rank then lags its exact value by at most the staleness of one hour (6 of the 997 steps).
+RERANK_SPACING = timedelta(hours=1)
+
+
+def rerank_due_at(name: str, facts: RankFacts, now: datetime) -> datetime | None:
+    """When the rank that ranker `name` gives at `now` is next rewritten: once it has changed, but not before
+    RERANK_SPACING has passed; None if it never changes."""
     changes = RANK_CHANGES.get(name)
-    return changes(facts, now) if changes is not None else None
+    changes_at = changes(facts, now) if changes is not None else None
+    return None if changes_at is None else max(changes_at, now + RERANK_SPACING)
 
 
 def ranker_named(name: str) -> Ranker:

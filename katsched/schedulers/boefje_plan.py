@@ -21,7 +21,7 @@ from katsched.core.models import (
     TaskStatus,
 )
 from katsched.core.ports import DecisionRecord, NewRank, PushOutcome, PushResult, ScheduleLink
-from katsched.core.ranking import Ranker, RankFacts, rank_changes_at, ranker_named
+from katsched.core.ranking import Ranker, RankFacts, ranker_named, rerank_due_at
 from katsched.core.rules import (
     Action,
     BoefjeRunFacts,
@@ -176,7 +176,7 @@ def rank(
 ) -> NewRank:
     """The priority and when it changes next, so that re-ranking visits the task only then."""
     facts = RankFacts(last_run_at=last_run_at, created_at=created_at)
-    return NewRank(settings.rank(facts, now), rank_changes_at(settings.ranker, facts, now))
+    return NewRank(settings.rank(facts, now), rerank_due_at(settings.ranker, facts, now))
 
 
 def eligible_at(last_run_at: datetime, plugin: Plugin, grace_period: timedelta) -> datetime:

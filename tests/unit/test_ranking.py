@@ -7,11 +7,12 @@ from katsched.core.ranking import (
     MOST_STALE,
     NEVER_RUN,
     RANKERS,
+    RERANK_SPACING,
     RankFacts,
     by_created_at,
     by_ended_at,
-    rank_changes_at,
     ranker_named,
+    rerank_due_at,
     staleness,
     staleness_changes_at,
 )
@@ -143,6 +144,19 @@ def test_only_staleness_moves_with_time() -> None:
     never, stale = RankFacts(), RankFacts(last_run_at=NOW - timedelta(days=8))
     assert staleness_changes_at(never, NOW) is None and staleness_changes_at(stale, NOW) is None
     recent = RankFacts(last_run_at=NOW - timedelta(hours=1), created_at=NOW)
-    assert rank_changes_at("staleness", recent, NOW) == staleness_changes_at(recent, NOW) is not None
-    assert rank_changes_at("created_at", recent, NOW) is None
-    assert rank_changes_at("ended_at", recent, NOW) is None
+    assert rerank_due_at("staleness", recent, NOW) is not None
+    assert rerank_due_at("staleness", never, NOW) is None and rerank_due_at("staleness", stale, NOW) is None
+    assert rerank_due_at("created_at", recent, NOW) is None
+    assert rerank_due_at("ended_at", recent, NOW) is None
+
+
+@pytest.mark.parametrize("hours", [0, 1, 24, 100, 167])
+def test_a_moving_rank_is_rewritten_once_it_changed_but_at_most_once_per_spacing(hours: int) -> None:
+    facts = RankFacts(last_run_at=NOW - timedelta(hours=hours, minutes=7))
+    changes_at, due_at = staleness_changes_at(facts, NOW), rerank_due_at("staleness", facts, NOW)
+    assert changes_at is not None and due_at is not None
+    assert due_at == max(changes_at, NOW + RERANK_SPACING)
+    assert due_at >= NOW + RERANK_SPACING and due_at >= changes_at
+    assert staleness(facts, due_at) < staleness(facts, NOW)  # by then the rank has moved
+    # Until the rewrite, the rank written at NOW lags the exact one by at most an hour's steps: 6 of 997.
+    assert staleness(facts, NOW) - staleness(facts, due_at - timedelta(microseconds=1)) <= 6
