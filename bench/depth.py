@@ -38,7 +38,7 @@ from sqlalchemy import insert
 from katsched.cli.dashboard import blocked_last_hour
 from katsched.core.hashing import task_hash
 from katsched.core.models import Boefje, BoefjeTask
-from katsched.core.ranking import RankFacts, staleness
+from katsched.core.ranking import RERANK_SPACING, RankFacts, rerank_due_at, staleness
 from katsched.store import counts, tables
 from katsched.store.engine import build_engine, read, write
 from katsched.store.migrate import upgrade
@@ -48,9 +48,9 @@ ORGANISATIONS = [f"org{i}" for i in range(10)]
 JOB_INTERVAL = 30
 CHUNK = 20_000
 ROUNDS = 3
-# Raised whenever the filled rows change (2: ranks rewritten at most once per RERANK_SPACING), so that a
+# Raised whenever the filled rows change (3: ranks last rewritten within the past RERANK_SPACING), so that a
 # cached database of an older format is never measured.
-FILL_FORMAT = 2
+FILL_FORMAT = 3
 
 
 def boefje_task(i: int, organisation: str) -> BoefjeTask:
@@ -58,14 +58,12 @@ def boefje_task(i: int, organisation: str) -> BoefjeTask:
     return BoefjeTask(boefje=boefje, input_ooi=f"Hostname|internet|h{i}.example", organization=organisation)
 
 
-def rank_columns(last_run_at: datetime | None, now: datetime) -> dict[str, Any]:
+def rank_columns(last_run_at: datetime | None, ranked_at: datetime) -> dict[str, Any]:
     """The re-ranking columns of the store under test, when it has them (the planner fills them in)."""
     if "rerank_at" not in tables.tasks.c:
         return {}
-    from katsched.core.ranking import rerank_due_at  # only in stores that keep re-ranking columns
-
     facts = RankFacts(last_run_at=last_run_at)
-    return {"last_run_at": last_run_at, "rerank_at": rerank_due_at("staleness", facts, now)}
+    return {"last_run_at": last_run_at, "rerank_at": rerank_due_at("staleness", facts, ranked_at)}
 
 
 def rows(count: int, now: datetime, seed: int = 15) -> Iterator[dict[str, Any]]:
@@ -87,10 +85,13 @@ def rows(count: int, now: datetime, seed: int = 15) -> Iterator[dict[str, Any]]:
                    "data": {**data, "id": str(previous)},
                    "created_at": last_run_at, "modified_at": last_run_at}  # fmt: skip
         task_id = uuid.uuid4()
-        priority = staleness(RankFacts(last_run_at=last_run_at), now)
+        # As a running daemon leaves them: each rank written at some moment of the last RERANK_SPACING, so
+        # that re-ranking comes due evenly over time (not all at once an hour after the fill).
+        ranked_at = now - RERANK_SPACING * randomness.random()
+        priority = staleness(RankFacts(last_run_at=last_run_at), ranked_at)
         yield {**common, "id": task_id, "priority": priority, "status": "queued",
                "data": {**data, "id": str(task_id)}, "created_at": created_at, "modified_at": created_at,
-               **rank_columns(last_run_at, now)}  # fmt: skip
+               **rank_columns(last_run_at, ranked_at)}  # fmt: skip
 
 
 def fill(path: Path, count: int) -> None:
