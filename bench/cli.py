@@ -41,22 +41,23 @@ def seconds(command: Sequence[str], cwd: Path, expect: int = 0) -> float:
 def populated(directory: Path, count: int = 200) -> Path:
     """A config whose SQLite database holds `count` queued tasks, for `queue ls` to list."""
     from katsched.clock import SystemClock
+    from katsched.core.ports import TaskDraft
     from katsched.store.engine import build_engine
     from katsched.store.migrate import upgrade
-    from katsched.store.queue import NewTask, TaskQueue
+    from katsched.store.queue import SqlTaskQueue
 
     config = directory / "config.toml"
     config.write_text(f'[database]\nurl = "sqlite:///{directory / "katsched.db"}"\n')
     engine = build_engine(f"sqlite:///{directory / 'katsched.db'}")
     upgrade(engine)
-    queue = TaskQueue(engine, SystemClock())
+    queue = SqlTaskQueue(engine, SystemClock())
     for n in range(count):
         data = {
             "boefje": {"id": f"b{n}"},
             "input_ooi": f"Hostname|internet|h{n}.example",
             "organization": "o",
         }
-        queue.push(NewTask("boefje", "o", 5, data))
+        queue.push(TaskDraft("boefje", "o", 5, data))
     engine.dispose()
     return config
 

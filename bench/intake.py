@@ -53,10 +53,11 @@ from katsched.intake import (
 from katsched.schedulers.boefje import BoefjePlanner
 from katsched.store.decisions import SqlDecisionLog
 from katsched.store.engine import build_engine
-from katsched.store.lookups import SqlScheduleStore, SqlTaskStore
+from katsched.store.lookups import SqlTaskStore
 from katsched.store.migrate import upgrade
 from katsched.store.plugins_seen import SqlSeenPlugins
-from katsched.store.queue import TaskQueue
+from katsched.store.queue import SqlTaskQueue
+from katsched.store.schedules import SqlScheduleStore
 from katsched.testing import InMemoryCatalog, InMemoryObjectGraph, InMemoryRawDataIndex
 from tests.contract.kat_fake_server import KatClients, connect
 
@@ -173,11 +174,11 @@ def mutations(count: int, run: str) -> list[bytes]:
     ]
 
 
-def planner(directory: Path, name: str, clients: KatClients) -> tuple[BoefjePlanner, TaskQueue]:
+def planner(directory: Path, name: str, clients: KatClients) -> tuple[BoefjePlanner, SqlTaskQueue]:
     clock = SystemClock()
     engine = build_engine(f"sqlite:///{directory / name}.db")
     upgrade(engine)
-    queue = TaskQueue(engine, clock)
+    queue = SqlTaskQueue(engine, clock)
     boefjes = BoefjePlanner(
         tasks=SqlTaskStore(queue), schedules=SqlScheduleStore(engine, clock), seen=SqlSeenPlugins(engine),
         catalog=clients.katalogus, objects=clients.octopoes, raw_data=clients.bytes, clock=clock,

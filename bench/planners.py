@@ -9,8 +9,8 @@
    RabbitMQ, one at a time and in the consumer's batches, with the services on loopback and in memory.
    A new object has no history, so each costs one Bytes request (for both boefjes). Target: >= 1,000 tasks/s.
 
-Reference, measured in the same run: the same kind of task pushed one per transaction with `TaskQueue.push`,
-the cost a planner would pay without batching (and before asking any service).
+Reference, measured in the same run: the same kind of task pushed one per transaction with
+`SqlTaskQueue.push`, the cost a planner would pay without batching (and before asking any service).
 
     uvx nox -s bench -- bench/planners.py      (or: python bench/planners.py [--quick])
 """
@@ -39,15 +39,16 @@ from katsched.core.models import (
     ScanProfile,
     ScanProfileMutation,
 )
-from katsched.core.ports import ObjectGraph, PluginCatalog, RawDataIndex
+from katsched.core.ports import ObjectGraph, PluginCatalog, RawDataIndex, TaskDraft
 from katsched.intake import BATCH_SIZE
 from katsched.schedulers.boefje import BoefjePlanner
 from katsched.store.decisions import SqlDecisionLog
 from katsched.store.engine import build_engine
-from katsched.store.lookups import SqlScheduleStore, SqlTaskStore
+from katsched.store.lookups import SqlTaskStore
 from katsched.store.migrate import upgrade
 from katsched.store.plugins_seen import SqlSeenPlugins
-from katsched.store.queue import NewTask, TaskQueue
+from katsched.store.queue import SqlTaskQueue
+from katsched.store.schedules import SqlScheduleStore
 from katsched.store.tables import schedules, tasks
 from katsched.testing import InMemoryCatalog, InMemoryObjectGraph, InMemoryRawDataIndex
 from tests.contract.kat_fake_server import BYTES, KATALOGUS, OCTOPOES, KatFakeServer, connect
@@ -88,7 +89,7 @@ def planner(
 ) -> BoefjePlanner:
     clock = SystemClock()
     return BoefjePlanner(
-        tasks=SqlTaskStore(TaskQueue(engine, clock)),
+        tasks=SqlTaskStore(SqlTaskQueue(engine, clock)),
         schedules=SqlScheduleStore(engine, clock),
         seen=SqlSeenPlugins(engine),
         catalog=catalog,
@@ -178,7 +179,7 @@ def bench_reschedule(directory: Path) -> None:
     print(f"  pushed {created:,} tasks in {elapsed:.2f} s ({created / elapsed:,.0f} tasks/s; target <= 10 s)")
     print(f"  requests per task (total): {requests}")
     print(f"  katalogus requests per task: {katalogus:.3f} (target <= 0.1)")
-    print(f"  reference, one TaskQueue.push per task: {reference:.2f} s; ratio {elapsed / reference:.2f}")
+    print(f"  reference, one SqlTaskQueue.push per task: {reference:.2f} s; ratio {elapsed / reference:.2f}")
 
 
 def bench_mutations(directory: Path) -> None:
@@ -200,7 +201,7 @@ def bench_mutations(directory: Path) -> None:
         print(f"  {per}: {rate:,.0f} tasks/s with services on loopback, {in_memory:,.0f} tasks/s in memory")
         print(f"    ({created:,} tasks; target >= 1,000/s; ratio to the reference {rate / reference:.2f} and "
               f"{in_memory / reference:.2f}); requests per task (total): {requests}")  # fmt: skip
-    print(f"  reference, one TaskQueue.push per task: {reference:,.0f} tasks/s")
+    print(f"  reference, one SqlTaskQueue.push per task: {reference:,.0f} tasks/s")
 
 
 def new_hostname_mutation(n: int) -> ScanProfileMutation:
@@ -235,15 +236,15 @@ _reference: list[float] = []
 
 
 def reference_push_seconds(directory: Path) -> float:
-    """Seconds per `TaskQueue.push` of a boefje task, one transaction each (measured once per run)."""
+    """Seconds per `SqlTaskQueue.push` of a boefje task, one transaction each (measured once per run)."""
     if not _reference:
-        queue = TaskQueue(fresh_engine(directory, "reference"), SystemClock())
+        queue = SqlTaskQueue(fresh_engine(directory, "reference"), SystemClock())
         start = time.perf_counter()
         for i in range(REFERENCE_PUSHES):
             task = BoefjeTask(
                 boefje=Boefje(id="boefje-0"), input_ooi=hostname(i).primary_key, organization="org-000"
             )
-            queue.push(NewTask("boefje", "org-000", 500, task.model_dump(mode="json")))
+            queue.push(TaskDraft("boefje", "org-000", 500, task.model_dump(mode="json")))
         _reference.append((time.perf_counter() - start) / REFERENCE_PUSHES)
     return _reference[0]
 

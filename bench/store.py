@@ -1,8 +1,8 @@
 """Store benchmark: katsched's queue against raw sqlite3 on the identical schema, measured in one run.
 
 Raw reference: the stdlib sqlite3 module, WAL, one transaction per operation, the same dedup check on push
-and the same single `UPDATE … RETURNING` on pop. katsched: `TaskQueue.push` / `TaskQueue.pop`, which also
-validate the payload, check the push policy and write the status history.
+and the same single `UPDATE … RETURNING` on pop. katsched: `SqlTaskQueue.push` / `SqlTaskQueue.pop`, which
+also validate the payload, check the push policy and write the status history.
 
     uvx nox -s bench            (or: python bench/store.py [--quick])
 """
@@ -20,9 +20,10 @@ from pathlib import Path
 
 from katsched.clock import SystemClock
 from katsched.core.hashing import murmur_hex
+from katsched.core.ports import TaskDraft
 from katsched.store.engine import build_engine
 from katsched.store.migrate import upgrade
-from katsched.store.queue import NewTask, TaskQueue
+from katsched.store.queue import SqlTaskQueue
 
 QUICK = "--quick" in sys.argv
 OPERATIONS = 500 if QUICK else 3000
@@ -116,7 +117,7 @@ def seed(path: Path, count: int, offset: int = 1_000_000) -> None:
     connection.close()
 
 
-def pop_latency_ms(queue: TaskQueue, samples: int) -> float:
+def pop_latency_ms(queue: SqlTaskQueue, samples: int) -> float:
     timings = []
     for _ in range(samples):
         start = time.perf_counter()
@@ -133,14 +134,16 @@ def best_of(rounds: int, measure: Callable[[], float]) -> float:
 def main() -> None:
     directory = Path(tempfile.mkdtemp(prefix="katsched-bench-"))
     raw = raw_connection(fresh_database(directory, "raw"))
-    queue = TaskQueue(build_engine(f"sqlite:///{fresh_database(directory, 'katsched')}"), SystemClock())
+    queue = SqlTaskQueue(build_engine(f"sqlite:///{fresh_database(directory, 'katsched')}"), SystemClock())
     rounds, per_round = 5, OPERATIONS // 5
     results: dict[str, list[float]] = {name: [] for name in ("raw push", "push", "raw pop", "pop")}
     for r in range(rounds):  # interleaved, so both sides see the same machine
         base = r * per_round
         results["raw push"].append(rate(lambda i, base=base: raw_push(raw, base + i), per_round))
         results["push"].append(
-            rate(lambda i, base=base: queue.push(NewTask("boefje", "org1", 10, payload(base + i))), per_round)
+            rate(
+                lambda i, base=base: queue.push(TaskDraft("boefje", "org1", 10, payload(base + i))), per_round
+            )
         )
     for _ in range(rounds):
         results["raw pop"].append(rate(lambda _i: raw_pop(raw), per_round))
@@ -156,8 +159,8 @@ def main() -> None:
     for path, count in ((small, 1_000), (large, 10_000 if QUICK else 100_000)):
         fresh_database(directory, path.stem)
         seed(path, count)
-    small_ms = pop_latency_ms(TaskQueue(build_engine(f"sqlite:///{small}"), SystemClock()), 200)
-    large_ms = pop_latency_ms(TaskQueue(build_engine(f"sqlite:///{large}"), SystemClock()), 200)
+    small_ms = pop_latency_ms(SqlTaskQueue(build_engine(f"sqlite:///{small}"), SystemClock()), 200)
+    large_ms = pop_latency_ms(SqlTaskQueue(build_engine(f"sqlite:///{large}"), SystemClock()), 200)
 
     print(f"best of {rounds} interleaved rounds")
     print(f"{'operation':<34}{'raw sqlite3/s':>15}{'katsched/s':>13}{'ratio':>8}")

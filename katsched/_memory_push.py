@@ -1,5 +1,5 @@
 """A batch of drafts pushed into the in-memory tables: the push rules of `katsched.core.push`, applied as the
-SQL batch (`katsched.store.bulk_push`) applies them, on the working copy of one `MemoryTables.write`."""
+SQL batch (`katsched.store.push`) applies them, on the working copy of one `MemoryTables.write`."""
 
 import uuid
 from collections.abc import Callable
@@ -10,8 +10,8 @@ from typing import Any
 from katsched._memory_tables import Contents, TaskRow, copy_task
 from katsched.core.models import PushPolicy, Schedule, Task, TaskStatus
 from katsched.core.ports import PushOutcome, PushResult, ScheduleLink
-from katsched.core.push import PreparedDraft, PushAction, decide_draft
-from katsched.errors import InvalidValue
+from katsched.core.push import PreparedDraft, PushAction, Refusal, decide_draft
+from katsched.errors import InvalidValue, NotAllowed
 
 PolicyFor = Callable[[str], PushPolicy]
 
@@ -29,9 +29,10 @@ class Batch:
         previous = (existing.task.priority, existing.task.data) if existing is not None else None
         policy = self._policy_for(item.draft.scheduler_id)
         action = decide_draft(policy, previous, item, self._queued_count(item.draft.scheduler_id))
-        if isinstance(action, PushResult):
-            return PushOutcome(item.draft, action)
-        schedule_id = self._link(item)
+        if isinstance(action, Refusal):
+            twin = existing.task.id if existing is not None else None
+            return PushOutcome(item.draft, action.result, twin_id=twin, refusal=action.reason)
+        schedule_id = self._link(item) or item.draft.schedule_id
         if action is PushAction.UPDATE and existing is not None:
             task = self._update(existing, item, schedule_id)
         else:
@@ -78,13 +79,13 @@ class Batch:
 
     def _insert(self, item: PreparedDraft, schedule_id: uuid.UUID | None) -> Task:
         if item.task_id in self._contents.tasks:
-            raise InvalidValue(f"a task with id {item.task_id} already exists")
+            raise NotAllowed(f"a task with id {item.task_id} already exists")
         task = Task(
             id=item.task_id,
             scheduler_id=item.draft.scheduler_id,
             schedule_id=schedule_id,
             organisation=item.draft.organisation,
-            priority=item.draft.priority,
+            priority=item.priority,
             status=TaskStatus.QUEUED,
             type=item.kind.value,
             hash=item.hash,
@@ -100,7 +101,7 @@ class Batch:
         """The push policy lets this draft replace a queued duplicate: it keeps the queued task's id."""
         task_id = existing.task.id
         data = {**item.data, "id": str(task_id)} if "id" in item.data else item.data
-        changes: dict[str, Any] = {"priority": item.draft.priority, "data": data, "modified_at": self._now}
+        changes: dict[str, Any] = {"priority": item.priority, "data": data, "modified_at": self._now}
         if schedule_id is not None:
             changes["schedule_id"] = schedule_id
         task = existing.task.model_copy(update=changes)

@@ -75,7 +75,7 @@ class MemoryScheduleStore:
         if found is not None:  # an id that matches nothing changes nothing, as an UPDATE does
             schedules[schedule_id] = found.model_copy(update=changes)
 
-    # the schedule rows (named as `katsched.store.schedules.ScheduleStore` names them)
+    # the schedule rows (named as `katsched.store.schedules.SqlScheduleStore` names them)
 
     def create(
         self,

@@ -122,7 +122,7 @@ class MemoryTaskStore:
                 changed += 1
         return changed
 
-    # the queue's reads and moves (named as `katsched.store.queue.TaskQueue` names them)
+    # the queue's reads and moves (named as `katsched.store.queue.SqlTaskQueue` names them)
 
     def get(self, task_id: uuid.UUID) -> Task:
         with self.tables.read() as contents:

@@ -184,14 +184,14 @@ class Daemon:
     # the global jobs
 
     def sweep(self) -> JobResult:
-        summary = sweep_stalled(self.started.engine, self.clock, wiring.lease_timeouts(self.settings))
+        summary = sweep_stalled(self.started.housekeeping, self.clock, wiring.lease_timeouts(self.settings))
         self.swept_total += summary.total
         return summary.log_line() if summary.total else None
 
     def prune(self) -> JobResult:
         retention = self.settings.retention
         policy = RetentionPolicy(retention.tasks_days, retention.history_days, retention.batch_size)
-        summary = prune_retention(self.started.engine, self.clock, policy)
+        summary = prune_retention(self.started.housekeeping, self.clock, policy)
         return summary.log_line() if summary.tasks or summary.history or summary.daemons else None
 
     def refresh_metrics(self) -> JobResult:

@@ -16,14 +16,21 @@ from sqlalchemy import Engine
 
 from katsched.clock import Clock
 from katsched.core.models import PushPolicy, Schedule, Task, TaskStatus
-from katsched.core.ports import DecisionLog, PoppedBy, ScheduleStore, SeenPlugins, TaskStore
+from katsched.core.ports import (
+    DecisionLog,
+    PoppedBy,
+    ScheduleQuery,
+    ScheduleStore,
+    SeenPlugins,
+    TaskQuery,
+    TaskStore,
+)
 from katsched.store.decisions import SqlDecisionLog
-from katsched.store.lookups import SqlScheduleStore, SqlTaskStore
+from katsched.store.lookups import SqlTaskStore
 from katsched.store.maintenance import sweep_expired_leases
 from katsched.store.plugins_seen import SqlSeenPlugins
-from katsched.store.queue import TaskQuery, TaskQueue
-from katsched.store.schedules import ScheduleQuery
-from katsched.store.schedules import ScheduleStore as SqlScheduleRows
+from katsched.store.queue import SqlTaskQueue
+from katsched.store.schedules import SqlScheduleStore
 from katsched.testing import (
     MemoryDecisionLog,
     MemoryScheduleStore,
@@ -36,7 +43,7 @@ IMPLEMENTATIONS = ("memory", "sqlite", "postgres")
 
 
 class QueueMoves(Protocol):
-    """What a test does to the queue beside the ports: `TaskQueue`'s and `MemoryTaskStore`'s own methods."""
+    """What a test does to the queue beside the ports: the SQL queue's and `MemoryTaskStore`'s own methods."""
 
     policies: dict[str, PushPolicy]
 
@@ -110,8 +117,8 @@ def memory_stores(clock: Clock) -> Stores:
 
 
 def sql_stores(engine: Engine, clock: Clock) -> Stores:
-    queue = TaskQueue(engine, clock)
-    rows = SqlScheduleRows(engine, clock)
+    queue = SqlTaskQueue(engine, clock)
+    rows = SqlScheduleStore(engine, clock)
 
     def all_tasks(scheduler_id: str | None) -> list[Task]:
         return queue.list_tasks(TaskQuery(scheduler_id=scheduler_id, limit=None)).tasks
@@ -125,7 +132,7 @@ def sql_stores(engine: Engine, clock: Clock) -> Stores:
     return Stores(
         kind="postgres" if engine.dialect.name == "postgresql" else "sqlite",
         tasks=SqlTaskStore(queue),
-        schedules=SqlScheduleStore(engine, clock),
+        schedules=rows,
         seen=SqlSeenPlugins(engine),
         decisions=SqlDecisionLog(engine),
         queue=queue,

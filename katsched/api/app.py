@@ -19,10 +19,9 @@ from katsched.api.routes.schedules import ScheduleRoutes
 from katsched.api.routes.service import ServiceRoutes
 from katsched.api.routes.tasks import TaskRoutes
 from katsched.clock import Clock
+from katsched.core.ports import ScheduleRegistry, TaskQueue
 from katsched.schedulers.explain import Explainer
 from katsched.schedulers.manual import ManualPushes
-from katsched.store.queue import TaskQueue
-from katsched.store.schedules import ScheduleStore
 
 DEFAULT_MAX_BODY_BYTES = 1_048_576
 DESCRIPTION = (
@@ -53,7 +52,7 @@ class KatschedApi(FastAPI):
 
 def create_app(
     queue: TaskQueue,
-    schedules: ScheduleStore,
+    schedules: ScheduleRegistry,
     clock: Clock,
     *,
     token: str | None = None,

@@ -13,10 +13,9 @@ from pydantic import BaseModel, TypeAdapter
 from katsched.api.metrics import ApiMetrics
 from katsched.api.turns import TurnLock
 from katsched.clock import Clock
+from katsched.core.ports import ScheduleRegistry, TaskQueue
 from katsched.schedulers.explain import Explainer
 from katsched.schedulers.manual import ManualPushes
-from katsched.store.queue import TaskQueue
-from katsched.store.schedules import ScheduleStore
 
 T = TypeVar("T")
 
@@ -29,7 +28,7 @@ IntakeStates = Callable[[], Mapping[str, str]]  # each RabbitMQ consumer's queue
 @dataclass
 class ApiContext:
     queue: TaskQueue
-    schedules: ScheduleStore
+    schedules: ScheduleRegistry
     clock: Clock
     metrics: ApiMetrics
     health_checks: Mapping[str, HealthCheck]
@@ -51,7 +50,7 @@ class ApiContext:
         milliseconds. Waiting here instead hands the lock over at once. PostgreSQL locks rows, so writers
         there go in parallel.
         """
-        if self.queue.engine.dialect.name != "sqlite":
+        if not self.queue.single_writer:
             yield
             return
         with self._write_turn:

@@ -14,8 +14,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from katsched.core.models import SchedulerKind, TaskStatus
+from katsched.core.ports import TaskQueue
 from katsched.errors import StorageError
-from katsched.store.queue import TaskQueue
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 Counts = list[tuple[str, str, TaskStatus, int]]

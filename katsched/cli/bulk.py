@@ -16,7 +16,7 @@ from katsched.core.models import SchedulerKind, TaskStatus
 
 if TYPE_CHECKING:
     from katsched.store.bulk import Selection
-    from katsched.store.queue import TaskQueue
+    from katsched.store.queue import SqlTaskQueue
 
 SchedulerFilter = Annotated[
     SchedulerKind | None, typer.Option("--scheduler", "-s", help="Only this scheduler's tasks.")
@@ -90,7 +90,7 @@ def confirm(question: str, *, yes: bool) -> bool:
 
 
 def run_bulk(
-    queue: "TaskQueue",
+    queue: "SqlTaskQueue",
     chosen: "Selection",
     to: TaskStatus,
     *,

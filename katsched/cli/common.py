@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from katsched.config import Settings
-    from katsched.store.queue import TaskQueue
+    from katsched.store.queue import SqlTaskQueue
 
 ConfigOption = Annotated[
     Path | None,
@@ -99,7 +99,7 @@ def _where(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def open_queue(config: Path | None, *, read_only: bool = False) -> "TaskQueue":
+def open_queue(config: Path | None, *, read_only: bool = False) -> "SqlTaskQueue":
     """The task queue of the configured database; `read_only` for commands that only look."""
     from katsched import wiring
     from katsched.clock import SystemClock
@@ -109,7 +109,7 @@ def open_queue(config: Path | None, *, read_only: bool = False) -> "TaskQueue":
     return wiring.task_queue(settings, engine, SystemClock())
 
 
-def resolve_task_id(queue: "TaskQueue", text: str) -> uuid.UUID:
+def resolve_task_id(queue: "SqlTaskQueue", text: str) -> uuid.UUID:
     """A full task id, or the one task whose id starts with the hex digits given (dashes ignored)."""
     from katsched.store.task_ids import ids_with_prefix
 

@@ -88,17 +88,18 @@ def prune_command(
     as the daemon's retention job does (in batches of batch_size, safe beside a running daemon)."""
     from katsched.clock import SystemClock
     from katsched.schedulers.sweeps import PruneSummary, RetentionPolicy, prunable, prune_retention
+    from katsched.store.maintenance import SqlHousekeeping
 
     settings = load(config)
-    engine = open_engine(settings)
+    housekeeping = SqlHousekeeping(open_engine(settings))
     retention = settings.retention
     policy = RetentionPolicy(retention.tasks_days, retention.history_days, retention.batch_size)
     if dry_run:
-        summary = prunable(engine, SystemClock(), policy)
+        summary = prunable(housekeeping, SystemClock(), policy)
     else:
         summary = PruneSummary(complete=False)
         while not summary.complete:  # the daemon's job stops after max_batches; an operator wants it all
-            run = prune_retention(engine, SystemClock(), policy)
+            run = prune_retention(housekeeping, SystemClock(), policy)
             summary = PruneSummary(
                 summary.tasks + run.tasks,
                 summary.history + run.history,

@@ -13,9 +13,8 @@ from katsched.cli.common import ConfigOption, JsonOption, console, open_queue, p
 from katsched.cli.render import task_table
 from katsched.core.filters import FilterExpr, parse_filter_request, parse_filters
 from katsched.core.models import SchedulerKind, TaskStatus
-from katsched.core.ports import PoppedBy
+from katsched.core.ports import PoppedBy, TaskDraft, TaskQuery
 from katsched.errors import InvalidItem, NotAllowed
-from katsched.store.queue import NewTask, TaskQuery
 
 app = typer.Typer(help="Look at, push to and pop from the queues.", no_args_is_help=True)
 
@@ -100,7 +99,7 @@ def push_command(
             f'--org is {org} but --data says "organization": {json.dumps(stated)}; give one value'
         )
     try:
-        task = open_queue(config).push(NewTask(scheduler.value, org, priority, document))
+        task = open_queue(config).push(TaskDraft(scheduler.value, org, priority, document))
     except NotAllowed as refused:
         if refused.twin_id is None:
             raise

@@ -16,22 +16,22 @@ from katsched.cli.render import STATUS_STYLE, describe, when
 from katsched.core.models import Schedule, SchedulerKind
 
 if TYPE_CHECKING:
-    from katsched.store.schedules import ScheduleStore
+    from katsched.store.schedules import SqlScheduleStore
 
 app = typer.Typer(help="List, show, enable, disable and run recurring schedules.", no_args_is_help=True)
 
 ScheduleId = Annotated[uuid.UUID, typer.Argument(help="The schedule's id.")]
 
 
-def _store(config: ConfigOption, *, read_only: bool) -> "ScheduleStore":
+def _store(config: ConfigOption, *, read_only: bool) -> "SqlScheduleStore":
     from katsched.cli.common import open_engine, open_read_only
     from katsched.clock import SystemClock
     from katsched.config import load_settings
-    from katsched.store.schedules import ScheduleStore
+    from katsched.store.schedules import SqlScheduleStore
 
     settings = load_settings(config)
     engine = open_read_only(settings) if read_only else open_engine(settings)
-    return ScheduleStore(engine, SystemClock())
+    return SqlScheduleStore(engine, SystemClock())
 
 
 def schedule_table(found: list[Schedule], title: str, width: int) -> Table:
@@ -69,7 +69,7 @@ def list_command(
     config: ConfigOption = None,
 ) -> None:
     """List schedules, newest first."""
-    from katsched.store.schedules import ScheduleQuery
+    from katsched.core.ports import ScheduleQuery
 
     query = ScheduleQuery(
         scheduler_id=scheduler.value if scheduler else None, organisation=org, enabled=enabled, limit=limit
@@ -86,14 +86,15 @@ def list_command(
 def show_command(schedule_id: ScheduleId, as_json: JsonOption = False, config: ConfigOption = None) -> None:
     """A schedule with its blueprint and its latest tasks."""
     from katsched.core.filters import parse_filters
-    from katsched.store.queue import TaskQuery, TaskQueue
+    from katsched.core.ports import TaskQuery
+    from katsched.store.queue import SqlTaskQueue
 
     store = _store(config, read_only=True)
     schedule = store.get(schedule_id)
     its_tasks = parse_filters(
         [{"column": "schedule_id", "operator": "==", "value": str(schedule_id)}], "task"
     )
-    recent = TaskQueue(store.engine, store.clock).list_tasks(TaskQuery(filters=its_tasks, limit=5)).tasks
+    recent = SqlTaskQueue(store.engine, store.clock).list_tasks(TaskQuery(filters=its_tasks, limit=5)).tasks
     if as_json:
         document = schedule.model_dump(mode="json")
         document["tasks"] = [task.model_dump(mode="json") for task in recent]

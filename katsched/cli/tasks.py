@@ -30,7 +30,7 @@ from katsched.core.models import TaskStatus
 from katsched.errors import InvalidTransition, NotAllowed
 
 if TYPE_CHECKING:
-    from katsched.store.queue import TaskQueue
+    from katsched.store.queue import SqlTaskQueue
 
 app = typer.Typer(
     help="Show one task; cancel, requeue or change the status of one task or of many.", no_args_is_help=True
@@ -193,7 +193,7 @@ def requeue_command(
     )
 
 
-def _explain_refused_requeue(queue: "TaskQueue", task_id: uuid.UUID | None) -> None:
+def _explain_refused_requeue(queue: "SqlTaskQueue", task_id: uuid.UUID | None) -> None:
     from katsched.core.transitions import REQUEUEABLE
 
     assert task_id is not None

@@ -5,13 +5,24 @@ so the fakes cannot drift from the real thing. Only stdlib, pydantic and `core` 
 """
 
 import uuid
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
-from katsched.core.models import OOI, BoefjeConfig, BoefjeMeta, Organisation, Plugin, Schedule, Task
+from katsched.core.filters import FilterExpr
+from katsched.core.models import (
+    OOI,
+    BoefjeConfig,
+    BoefjeMeta,
+    Organisation,
+    Plugin,
+    PushPolicy,
+    Schedule,
+    Task,
+    TaskStatus,
+)
 
 # ----------------------------------------------------------------------------------------------------------
 # KAT services: Katalogus (plugins), Octopoes (objects), Bytes (raw data).
@@ -106,13 +117,14 @@ class RawDataIndex(Protocol):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Store: what the planners need of the database, beyond the queue's own push and pop.
+# Store: the task queue, the schedules, and what the planners need of the database beside them.
 #
 # The planners gather facts (newest task per hash, schedules per hash, due schedules), decide, and hand the
 # store one batch of drafts to push; the store pushes them in one transaction, each linked to its schedule
-# (found or created), so a batch is either wholly committed or not at all. Failures raise
-# `katsched.errors.StorageError`. The adapters: SQL (`katsched.store.lookups`, `.plugins_seen`, `.decisions`)
-# and in memory (`katsched.testing`); the store contract suite runs the same cases on both.
+# (found or created), so a batch is either wholly committed or not at all. A single push (the API's, the
+# CLI's) is a batch of one: there is one push path. Failures raise `katsched.errors.StorageError`. The SQL
+# adapters live in `katsched.store` (`Sql…`), the in-memory ones in `katsched.testing`; the store contract
+# suite runs the same cases on both.
 # ----------------------------------------------------------------------------------------------------------
 
 
@@ -127,16 +139,18 @@ class ScheduleLink:
 
 @dataclass(frozen=True)
 class TaskDraft:
-    """A task a planner wants queued. `id` None: a new id (for boefje and normalizer tasks, `data["id"]`)."""
+    """A task to queue. `id` None: a new id (for boefje and normalizer tasks, `data["id"]`). A priority
+    that is None or 0 is refused by the push (`InvalidItem`), as is data that does not fit the scheduler."""
 
     scheduler_id: str
     organisation: str
-    priority: int
+    priority: int | None
     data: dict[str, Any]
     id: uuid.UUID | None = None
     schedule: ScheduleLink | None = None
     last_run_at: datetime | None = None  # the fact an automatic priority was ranked from
     rerank_at: datetime | None = None  # when that priority changes next; None: never re-ranked
+    schedule_id: uuid.UUID | None = None  # an existing schedule joined as is (its deadline is not moved)
 
 
 class PushResult(StrEnum):
@@ -150,6 +164,8 @@ class PushOutcome:
     draft: TaskDraft
     result: PushResult
     task: Task | None = None  # the queued task, when PUSHED
+    twin_id: uuid.UUID | None = None  # the queued duplicate, when ALREADY_QUEUED
+    refusal: str = ""  # why it was not pushed, in words
 
 
 @dataclass(frozen=True)
@@ -235,6 +251,162 @@ class PoppedBy:
 
 
 @dataclass(frozen=True)
+class TaskQuery:
+    scheduler_id: str | None = None
+    organisation: str | None = None
+    type: str | None = None
+    status: TaskStatus | None = None
+    input_ooi: str | None = None
+    min_created_at: datetime | None = None
+    max_created_at: datetime | None = None
+    filters: FilterExpr | None = None
+    offset: int = 0
+    limit: int | None = 10
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    count: int  # matching tasks before pagination
+    tasks: list[Task] = field(default_factory=list)
+
+
+Render = Callable[[Task], bytes]
+
+
+class TaskQueue(Protocol):
+    """The durable priority queue of each scheduler, as the API, the CLI and the runners use it. Unknown
+    tasks raise `NotFound`, an unknown scheduler too; a status change the transition table forbids raises
+    `InvalidTransition`."""
+
+    def policy(self, scheduler_id: str) -> PushPolicy: ...
+
+    def push(self, draft: TaskDraft) -> Task:
+        """`push_many([draft])`, its refusal raised: `InvalidItem`, `QueueFull`, or `NotAllowed` naming the
+        queued twin (`twin_id`) or the task that already has the draft's id."""
+        ...
+
+    def push_many(self, drafts: Sequence[TaskDraft]) -> list[PushOutcome]:
+        """As `TaskStore.push_many`."""
+        ...
+
+    def pop(
+        self,
+        scheduler_id: str,
+        limit: int = 1,
+        filters: FilterExpr | None = None,
+        *,
+        popped_by: PoppedBy | None = None,
+    ) -> list[Task]:
+        """Claim up to `limit` of the best matching QUEUED tasks and return them as DISPATCHED."""
+        ...
+
+    def pop_rendered(
+        self,
+        scheduler_id: str,
+        limit: int = 1,
+        filters: FilterExpr | None = None,
+        render: Render = ...,
+        *,
+        popped_by: PoppedBy | None = None,
+    ) -> list[tuple[Task, bytes]]:
+        """`pop`, each task with its rendering; a task that cannot be rendered is failed, not handed out."""
+        ...
+
+    def peek(self, scheduler_id: str, limit: int = 1, offset: int = 0) -> list[Task]: ...
+
+    def get(self, task_id: uuid.UUID) -> Task: ...
+
+    def popped_by(self, task_id: uuid.UUID) -> PoppedBy | None: ...
+
+    def history(self, task_id: uuid.UUID) -> list[tuple[TaskStatus, datetime, str | None]]: ...
+
+    def update(self, task_id: uuid.UUID, changes: Mapping[str, Any], reason: str | None = None) -> Task:
+        """Apply `changes` (any of status, priority, data, organisation, schedule_id), bumping modified_at."""
+        ...
+
+    def set_status(self, task_id: uuid.UUID, status: TaskStatus, reason: str | None = None) -> Task: ...
+
+    def cancel(self, task_id: uuid.UUID, reason: str | None = None) -> Task: ...
+
+    def list_tasks(self, query: TaskQuery) -> TaskPage:
+        """Tasks matching `query`, newest first (ties broken by id), with the count before pagination."""
+        ...
+
+    def qsize(self, scheduler_id: str) -> int: ...
+
+    def counts(self) -> list[tuple[str, str, TaskStatus, int]]:
+        """(scheduler_id, organisation, status, number of tasks) for every combination that has tasks."""
+        ...
+
+    def hourly_stats(
+        self, since: datetime, scheduler_id: str | None = None, organisation: str | None = None
+    ) -> dict[datetime, dict[str, int]]: ...
+
+    def ping(self) -> None:
+        """Raise `StorageError` unless the store answers now."""
+        ...
+
+    @property
+    def single_writer(self) -> bool:
+        """Whether one write at a time holds the whole store (SQLite): writers had better take turns."""
+        ...
+
+
+@dataclass(frozen=True)
+class ScheduleQuery:
+    scheduler_id: str | None = None
+    organisation: str | None = None
+    hash: str | None = None
+    enabled: bool | None = None
+    min_deadline_at: datetime | None = None
+    max_deadline_at: datetime | None = None
+    min_created_at: datetime | None = None
+    max_created_at: datetime | None = None
+    filters: FilterExpr | None = None
+    offset: int = 0
+    limit: int | None = 10
+
+
+@dataclass(frozen=True)
+class SchedulePage:
+    count: int
+    schedules: list[Schedule] = field(default_factory=list)
+
+
+class ScheduleRegistry(Protocol):
+    """The schedules as the API and the CLI edit them. A second schedule with a hash already taken raises
+    `NotAllowed`; an unknown one `NotFound`."""
+
+    def create(
+        self,
+        scheduler_id: str,
+        organisation: str,
+        data: dict[str, Any],
+        schedule_hash: str | None,
+        *,
+        schedule: str | None = None,
+        deadline_at: datetime | None = None,
+        enabled: bool = True,
+    ) -> Schedule: ...
+
+    def get(self, schedule_id: uuid.UUID) -> Schedule: ...
+
+    def by_hash(self, schedule_hash: str) -> Schedule | None: ...
+
+    def update(self, schedule_id: uuid.UUID, changes: Mapping[str, Any]) -> Schedule:
+        """Apply `changes` to the editable fields, bumping modified_at."""
+        ...
+
+    def delete(self, schedule_id: uuid.UUID) -> bool:
+        """Remove a schedule; its tasks keep existing without one. False when there was nothing to delete."""
+        ...
+
+    def list_schedules(self, query: ScheduleQuery) -> SchedulePage:
+        """Schedules matching `query`, newest first (ties broken by id), with the count before pagination."""
+        ...
+
+
+@dataclass(frozen=True)
 class DecisionRecord:
     """The last decision a planner took about one (organisation, subject, plugin): kept for a retention window
     so that `katsched explain` can say what happened last time, not only what would happen now.
@@ -272,3 +444,45 @@ class SeenPlugins(Protocol):
     def mark_seen(self, organisation_id: str, plugin_ids: Collection[str], at: datetime) -> None: ...
 
     def forget(self, organisation_id: str, plugin_ids: Collection[str]) -> None: ...
+
+
+class Housekeeping(Protocol):
+    """What the sweeps and the retention job do to the store, each step its own transaction. `now` and the
+    cutoffs come from the caller's clock; pruning deletes at most `batch_size` rows per call."""
+
+    def requeue_lost_dispatches(
+        self, scheduler_id: str, now: datetime, dispatch_timeout: timedelta, max_attempts: int
+    ) -> list[uuid.UUID]:
+        """Queue again each DISPATCHED task not started within `dispatch_timeout`, counting the lost attempt,
+        while fewer than `max_attempts` were lost and no task of its identity is queued meanwhile."""
+        ...
+
+    def sweep_expired_leases(
+        self,
+        scheduler_id: str,
+        now: datetime,
+        dispatch_timeout: timedelta,
+        run_timeout: timedelta,
+        dispatch_reason: str,
+    ) -> list[uuid.UUID]:
+        """Fail DISPATCHED tasks not started within `dispatch_timeout` (recording `dispatch_reason`) and
+        RUNNING ones silent for `run_timeout`."""
+        ...
+
+    def prune_finished_tasks(self, older_than: datetime, batch_size: int) -> int: ...
+
+    def prune_history(self, older_than: datetime, batch_size: int) -> int: ...
+
+    def prune_decisions(self, older_than: datetime, batch_size: int) -> int: ...
+
+    def prune_daemons(self, older_than: datetime) -> int:
+        """Forget daemons whose last heartbeat is older than `older_than`."""
+        ...
+
+    def prune_hour_counts(self, older_than: datetime) -> int: ...
+
+    def count_prunable(
+        self, tasks_before: datetime, history_before: datetime, daemons_before: datetime
+    ) -> tuple[int, int, int]:
+        """What a full pruning run would delete now: (finished tasks, history rows, daemon rows)."""
+        ...

@@ -18,6 +18,14 @@ class PushAction(StrEnum):
     UPDATE = "update"
 
 
+def scheduler_kind(scheduler_id: str) -> SchedulerKind:
+    """The scheduler named `scheduler_id`; `NotFound` for a name that is none."""
+    try:
+        return SchedulerKind(scheduler_id)
+    except ValueError:
+        raise NotFound(f"Scheduler {scheduler_id} not found") from None
+
+
 def parse_payload(kind: SchedulerKind, data: dict[str, Any]) -> TaskPayload:
     try:
         return PAYLOAD_TYPES[kind].model_validate(data)
@@ -78,29 +86,34 @@ def align_ids(
     return chosen, {**data, "id": str(chosen)}
 
 
-def scheduler_kind(scheduler_id: str) -> SchedulerKind:
-    try:
-        return SchedulerKind(scheduler_id)
-    except ValueError:
-        raise NotFound(f"Scheduler {scheduler_id} not found") from None
-
-
 @dataclass(frozen=True)
 class PreparedDraft:
-    """A planner's draft validated for its scheduler: its id aligned with its data, and its identity hash."""
+    """A draft validated for its scheduler: its id aligned with its data, its identity hash and priority."""
 
     draft: TaskDraft
     kind: SchedulerKind
     task_id: uuid.UUID
     data: dict[str, Any]
     hash: str
+    priority: int
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a push of one draft does not happen: the outcome to report, and the reason in words."""
+
+    result: PushResult
+    reason: str
 
 
 def prepare_draft(draft: TaskDraft) -> PreparedDraft:
-    """Validate a draft as a single push does (an invalid one is a planner bug: InvalidItem propagates)."""
+    """Validate a draft for its scheduler: `NotFound` for an unknown scheduler, else `InvalidItem` (from a
+    planner, a bug: it propagates)."""
     kind = scheduler_kind(draft.scheduler_id)
     task_id, data = align_ids(kind, draft.id, draft.data)
-    return PreparedDraft(draft, kind, task_id, data, validated_hash(kind, data, draft.priority))
+    identity = validated_hash(kind, data, draft.priority)
+    assert draft.priority is not None  # validated_hash refuses a missing priority
+    return PreparedDraft(draft, kind, task_id, data, identity, draft.priority)
 
 
 def decide_draft(
@@ -108,15 +121,15 @@ def decide_draft(
     existing: tuple[int | None, dict[str, Any]] | None,
     item: PreparedDraft,
     queued: int,
-) -> PushAction | PushResult:
-    """A batch's push of one draft: insert or update, or the refusal as the outcome to report. `existing` as
-    in `decide_push`; `queued` is how many tasks the scheduler holds QUEUED, this batch's included."""
+) -> PushAction | Refusal:
+    """A batch's push of one draft: insert or update, or the refusal to report. `existing` as in
+    `decide_push`; `queued` is how many tasks the scheduler holds QUEUED, this batch's included."""
     try:
-        action = decide_push(policy, existing, item.draft.priority, item.data)
+        action = decide_push(policy, existing, item.priority, item.data)
         if action is PushAction.INSERT:
-            check_capacity(policy, queued, item.draft.priority)
-    except NotAllowed:
-        return PushResult.ALREADY_QUEUED
-    except QueueFull:
-        return PushResult.QUEUE_FULL
+            check_capacity(policy, queued, item.priority)
+    except NotAllowed as refused:
+        return Refusal(PushResult.ALREADY_QUEUED, str(refused))
+    except QueueFull as full:
+        return Refusal(PushResult.QUEUE_FULL, str(full))
     return action

@@ -27,6 +27,7 @@ OPERATOR_ALLOWED: dict[TaskStatus, frozenset[TaskStatus]] = {
 TERMINAL = frozenset(status for status, moves in ALLOWED.items() if not moves)
 REQUEUEABLE = frozenset(status for status, moves in OPERATOR_ALLOWED.items() if S.QUEUED in moves)
 ACTIVE = frozenset({S.PENDING, S.QUEUED, S.DISPATCHED, S.RUNNING})
+LEASE_EXPIRED = "lease_expired"  # the reason recorded when a sweep fails a task whose lease ran out
 
 
 def allowed_moves(current: TaskStatus, *, by_operator: bool = False) -> frozenset[TaskStatus]:

@@ -12,20 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import Engine
-
 from katsched.clock import Clock
-from katsched.store.daemon_state import DaemonStateStore
-from katsched.store.decisions import prune_decisions
-from katsched.store.maintenance import (
-    LEASE_EXPIRED,
-    count_prunable,
-    prune_finished_tasks,
-    prune_history,
-    prune_hour_counts,
-    requeue_lost_dispatches,
-    sweep_expired_leases,
-)
+from katsched.core.ports import Housekeeping
+from katsched.core.transitions import LEASE_EXPIRED
 
 log = logging.getLogger("katsched.sweeps")
 
@@ -87,7 +76,7 @@ class PruneSummary:
         )
 
 
-def sweep_stalled(engine: Engine, clock: Clock, timeouts: Mapping[str, LeaseTimeouts]) -> SweepSummary:
+def sweep_stalled(store: Housekeeping, clock: Clock, timeouts: Mapping[str, LeaseTimeouts]) -> SweepSummary:
     """In each scheduler, queue again or fail each DISPATCHED task whose lease ran out (as its policy says),
     and fail each RUNNING one whose runner went silent; one log line per task."""
     now = clock.now()
@@ -96,12 +85,12 @@ def sweep_stalled(engine: Engine, clock: Clock, timeouts: Mapping[str, LeaseTime
         requeued: list[uuid.UUID] = []
         dispatch_reason = LEASE_EXPIRED
         if lease.on_dispatch_expiry == "requeue":
-            requeued = requeue_lost_dispatches(
-                engine, scheduler_id, now, lease.dispatch_timeout, lease.max_attempts
+            requeued = store.requeue_lost_dispatches(
+                scheduler_id, now, lease.dispatch_timeout, lease.max_attempts
             )
             dispatch_reason = f"dispatch_lease_expired attempts={lease.max_attempts}"
-        swept = sweep_expired_leases(
-            engine, scheduler_id, now, lease.dispatch_timeout, lease.run_timeout, dispatch_reason
+        swept = store.sweep_expired_leases(
+            scheduler_id, now, lease.dispatch_timeout, lease.run_timeout, dispatch_reason
         )
         summary.requeued[scheduler_id], summary.swept[scheduler_id] = requeued, swept
         for task_id in requeued:
@@ -118,29 +107,29 @@ def _cutoffs(clock: Clock, policy: RetentionPolicy) -> tuple[datetime, datetime]
     return now - timedelta(days=policy.tasks_days), now - timedelta(days=policy.history_days)
 
 
-def prunable(engine: Engine, clock: Clock, policy: RetentionPolicy) -> PruneSummary:
+def prunable(store: Housekeeping, clock: Clock, policy: RetentionPolicy) -> PruneSummary:
     """What `prune_retention` would delete now, without deleting it (`katsched db prune --dry-run`)."""
     task_cutoff, history_cutoff = _cutoffs(clock, policy)
-    tasks, history, daemons = count_prunable(engine, task_cutoff, history_cutoff, history_cutoff)
+    tasks, history, daemons = store.count_prunable(task_cutoff, history_cutoff, history_cutoff)
     return PruneSummary(tasks=tasks, history=history, daemons=daemons)
 
 
-def prune_retention(engine: Engine, clock: Clock, policy: RetentionPolicy) -> PruneSummary:
+def prune_retention(store: Housekeeping, clock: Clock, policy: RetentionPolicy) -> PruneSummary:
     """Delete finished tasks and history older than the retention policy, at most `max_batches` per kind."""
     now = clock.now()
     task_cutoff, history_cutoff = _cutoffs(clock, policy)
     tasks, tasks_done = _in_batches(
-        lambda: prune_finished_tasks(engine, task_cutoff, policy.batch_size), policy
+        lambda: store.prune_finished_tasks(task_cutoff, policy.batch_size), policy
     )
     history, history_done = _in_batches(
-        lambda: prune_history(engine, history_cutoff, policy.batch_size), policy
+        lambda: store.prune_history(history_cutoff, policy.batch_size), policy
     )
     # The last decisions are history too: kept as long as the status history they explain.
     decided, decisions_done = _in_batches(
-        lambda: prune_decisions(engine, history_cutoff, policy.batch_size), policy
+        lambda: store.prune_decisions(history_cutoff, policy.batch_size), policy
     )
-    daemons = DaemonStateStore(engine).prune(history_cutoff)
-    prune_hour_counts(engine, now - HOURLY_COUNTS_KEPT)
+    daemons = store.prune_daemons(history_cutoff)
+    store.prune_hour_counts(now - HOURLY_COUNTS_KEPT)
     return PruneSummary(
         tasks=tasks,
         history=history,

@@ -1,4 +1,4 @@
-"""The planners' store: the `TaskStore` and `ScheduleStore` ports of `katsched.core.ports` in SQL.
+"""The planners' task lookups: the `TaskStore` port of `katsched.core.ports` in SQL, beside the queue.
 
 Every lookup takes a whole batch of hashes or ids: a planner run costs a few statements, not a few per task.
 """
@@ -11,14 +11,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import Engine, Integer, Select, bindparam, case, func, select, update
 
 from katsched.clock import Clock
-from katsched.core.models import Schedule, Task
+from katsched.core.models import Task
 from katsched.core.ports import NewRank, PoppedBy, PushOutcome, QueuedRank, TaskDraft
-from katsched.core.push import prepare_draft
-from katsched.store.bulk_push import BatchPush
 from katsched.store.engine import read, write
-from katsched.store.queue import IS_QUEUED, TaskQueue, to_task
-from katsched.store.schedules import ScheduleStore, to_schedule
-from katsched.store.tables import schedules, tasks
+from katsched.store.push import IS_QUEUED
+from katsched.store.queue import SqlTaskQueue, to_task
+from katsched.store.tables import tasks
 
 T = TypeVar("T")
 
@@ -41,7 +39,6 @@ def _latest_by_hash() -> Select[Any]:
 
 
 _LATEST_BY_HASH = _latest_by_hash()
-_SCHEDULES_BY_HASH = select(schedules).where(schedules.c.hash.in_(bindparam("hashes", expanding=True)))
 # Read off ix_tasks_rerank: only the tasks whose rank has moved, never the whole queue.
 _RANKS_DUE = (
     select(tasks.c.id, tasks.c.priority, tasks.c.created_at, tasks.c.last_run_at)
@@ -68,11 +65,6 @@ _SET_RANK = (
         ),
     )
 )
-_SET_DEADLINE = (
-    update(schedules)
-    .where(schedules.c.id == bindparam("_id"))
-    .values(deadline_at=bindparam("_deadline_at"), modified_at=bindparam("_now"))
-)
 
 
 def chunks(items: Collection[T], size: int = CHUNK) -> Iterator[list[T]]:
@@ -82,9 +74,9 @@ def chunks(items: Collection[T], size: int = CHUNK) -> Iterator[list[T]]:
 
 
 class SqlTaskStore:
-    """The planners' task lookups and batched push, beside the `TaskQueue` whose push policies it applies."""
+    """The planners' task lookups, beside the `SqlTaskQueue` that does their pushes."""
 
-    def __init__(self, queue: TaskQueue) -> None:
+    def __init__(self, queue: SqlTaskQueue) -> None:
         self.queue = queue
         self.engine: Engine = queue.engine
         self.clock: Clock = queue.clock
@@ -98,11 +90,7 @@ class SqlTaskStore:
         return latest
 
     def push_many(self, drafts: Sequence[TaskDraft]) -> list[PushOutcome]:
-        if not drafts:
-            return []
-        prepared = [prepare_draft(draft) for draft in drafts]
-        with write(self.engine) as connection:
-            return BatchPush(connection, self.clock.now(), self.queue.policy).run(prepared)
+        return self.queue.push_many(drafts)
 
     def cancel_queued_for_object(
         self, scheduler_id: str, organisation: str, input_ooi: str, reason: str
@@ -151,47 +139,8 @@ class SqlTaskStore:
             return int(connection.execute(_SET_RANK, rows).rowcount)
 
 
-class SqlScheduleStore:
-    """The planners' schedule lookups; `due` is `katsched.store.schedules.ScheduleStore.due`."""
-
-    def __init__(self, engine: Engine, clock: Clock) -> None:
-        self.engine = engine
-        self.clock = clock
-        self._rows = ScheduleStore(engine, clock)
-
-    def due(self, scheduler_id: str, limit: int, organisation: str | None = None) -> list[Schedule]:
-        return self._rows.due(scheduler_id, limit, organisation)
-
-    def by_hashes(self, hashes: Collection[str]) -> dict[str, Schedule]:
-        found: dict[str, Schedule] = {}
-        with read(self.engine) as connection:
-            for chunk in chunks(set(hashes)):
-                rows = connection.execute(_SCHEDULES_BY_HASH, {"hashes": chunk})
-                found.update((str(row.hash), to_schedule(row)) for row in rows)
-        return found
-
-    def set_deadlines(self, deadlines: Mapping[uuid.UUID, datetime | None]) -> None:
-        if not deadlines:
-            return
-        now = self.clock.now()
-        rows = [{"_id": key, "_deadline_at": deadline, "_now": now} for key, deadline in deadlines.items()]
-        with write(self.engine) as connection:
-            connection.execute(_SET_DEADLINE, rows)
-
-    def disable(self, schedule_ids: Collection[uuid.UUID]) -> None:
-        now = self.clock.now()
-        with write(self.engine) as connection:
-            for chunk in chunks(set(schedule_ids)):
-                statement = (
-                    update(schedules).where(schedules.c.id.in_(chunk)).values(enabled=False, modified_at=now)
-                )
-                connection.execute(statement)
-
-
 if TYPE_CHECKING:  # mypy proves that the adapters implement the ports
     from katsched.core import ports
 
-    def _implement_ports(
-        task_store: SqlTaskStore, schedule_store: SqlScheduleStore
-    ) -> tuple[ports.TaskStore, ports.ScheduleStore]:
-        return task_store, schedule_store
+    def _implements_port(task_store: SqlTaskStore) -> ports.TaskStore:
+        return task_store

@@ -2,18 +2,20 @@
 
 import uuid
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import ColumnElement, Engine, delete, func, literal_column, select, update
 from sqlalchemy.sql import Select
 
 from katsched.core.models import TaskStatus
-from katsched.core.transitions import TERMINAL
+from katsched.core.transitions import LEASE_EXPIRED, TERMINAL
 from katsched.store.counts import hour_key
+from katsched.store.daemon_state import DaemonStateStore
+from katsched.store.decisions import prune_decisions
 from katsched.store.engine import read, write
 from katsched.store.history import add_reason
 from katsched.store.tables import daemon_state, task_events, task_hour_counts, tasks
 
-LEASE_EXPIRED = "lease_expired"
 DISPATCHED: ColumnElement[str] = literal_column("'dispatched'")
 RUNNING: ColumnElement[str] = literal_column("'running'")
 QUEUED: ColumnElement[str] = literal_column("'queued'")
@@ -136,3 +138,54 @@ def count_prunable(
     with read(engine) as connection:
         finished, history, daemons = connection.execute(statement).one()
     return int(finished), int(history), int(daemons)
+
+
+class SqlHousekeeping:
+    """The `Housekeeping` port: the statements above, on one engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def requeue_lost_dispatches(
+        self, scheduler_id: str, now: datetime, dispatch_timeout: timedelta, max_attempts: int
+    ) -> list[uuid.UUID]:
+        return requeue_lost_dispatches(self.engine, scheduler_id, now, dispatch_timeout, max_attempts)
+
+    def sweep_expired_leases(
+        self,
+        scheduler_id: str,
+        now: datetime,
+        dispatch_timeout: timedelta,
+        run_timeout: timedelta,
+        dispatch_reason: str,
+    ) -> list[uuid.UUID]:
+        return sweep_expired_leases(
+            self.engine, scheduler_id, now, dispatch_timeout, run_timeout, dispatch_reason
+        )
+
+    def prune_finished_tasks(self, older_than: datetime, batch_size: int) -> int:
+        return prune_finished_tasks(self.engine, older_than, batch_size)
+
+    def prune_history(self, older_than: datetime, batch_size: int) -> int:
+        return prune_history(self.engine, older_than, batch_size)
+
+    def prune_decisions(self, older_than: datetime, batch_size: int) -> int:
+        return prune_decisions(self.engine, older_than, batch_size)
+
+    def prune_daemons(self, older_than: datetime) -> int:
+        return DaemonStateStore(self.engine).prune(older_than)
+
+    def prune_hour_counts(self, older_than: datetime) -> int:
+        return prune_hour_counts(self.engine, older_than)
+
+    def count_prunable(
+        self, tasks_before: datetime, history_before: datetime, daemons_before: datetime
+    ) -> tuple[int, int, int]:
+        return count_prunable(self.engine, tasks_before, history_before, daemons_before)
+
+
+if TYPE_CHECKING:  # mypy proves that the adapter implements the port
+    from katsched.core.ports import Housekeeping
+
+    def _implements_port(store: SqlHousekeeping) -> Housekeeping:
+        return store

@@ -9,11 +9,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Engine, func, select
 
 from katsched.core.models import TaskStatus
-from katsched.core.transitions import TERMINAL
+from katsched.core.transitions import LEASE_EXPIRED, TERMINAL
 from katsched.store import counts
 from katsched.store.daemon_state import DaemonState, DaemonStateStore
 from katsched.store.engine import read
-from katsched.store.maintenance import LEASE_EXPIRED
 from katsched.store.schedules import has_active_task
 from katsched.store.tables import schedules, task_events, tasks
 

@@ -9,10 +9,9 @@ skips rows another transaction has locked.
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Connection,
@@ -22,79 +21,34 @@ from sqlalchemy import (
     and_,
     bindparam,
     func,
-    insert,
-    literal_column,
     or_,
     select,
+    text,
     true,
     update,
 )
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement, FromClause, Update
 from sqlalchemy.sql.util import ClauseAdapter
 
 from katsched.clock import Clock
 from katsched.core.filters import FilterExpr
 from katsched.core.models import PushPolicy, SchedulerKind, Task, TaskStatus
-from katsched.core.ports import PoppedBy, ScheduleLink
-from katsched.core.push import PushAction, align_ids, check_capacity, decide_push, validated_hash
-from katsched.core.push import scheduler_kind as scheduler_kind  # re-exported for the API
+from katsched.core.ports import PoppedBy, PushOutcome, TaskDraft, TaskPage, TaskQuery
+from katsched.core.push import scheduler_kind
 from katsched.core.transitions import check_transition
-from katsched.errors import NotAllowed, NotFound, StorageError
+from katsched.errors import NotFound, StorageError
 from katsched.store import counts
 from katsched.store.engine import read, write
 from katsched.store.filters import compile_filter
 from katsched.store.history import add_reason
-from katsched.store.schedule_links import LINK_SCHEDULE, linked_schedule, new_schedule
-from katsched.store.tables import schedules, task_events, tasks
+from katsched.store.push import IS_QUEUED, push_drafts, pushed_task
+from katsched.store.tables import task_events, tasks
 
 logger = logging.getLogger("katsched.store")
 
-# A literal, not a bound parameter: SQLite uses a partial index only when the WHERE visibly implies it.
-IS_QUEUED = tasks.c.status == literal_column("'queued'")
 DEDUPLICATION_KEY = tasks.c.data["deduplication_key"].as_string()
 # A priority given by hand is kept: re-ranking visits only tasks with a `rerank_at`.
 MANUAL_RANK = {"last_run_at": None, "rerank_at": None}
-
-
-@dataclass(frozen=True)
-class QueuedTwin:
-    """The QUEUED task a push would duplicate."""
-
-    id: uuid.UUID
-    priority: int | None
-    data: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class NewTask:
-    scheduler_id: str
-    organisation: str
-    priority: int | None
-    data: dict[str, Any]
-    id: uuid.UUID | None = None
-    schedule_id: uuid.UUID | None = None
-    schedule: ScheduleLink | None = None  # the schedule it joins (created when the link names none)
-
-
-@dataclass(frozen=True)
-class TaskQuery:
-    scheduler_id: str | None = None
-    organisation: str | None = None
-    type: str | None = None
-    status: TaskStatus | None = None
-    input_ooi: str | None = None
-    min_created_at: datetime | None = None
-    max_created_at: datetime | None = None
-    filters: FilterExpr | None = None
-    offset: int = 0
-    limit: int | None = 10
-
-
-@dataclass(frozen=True)
-class Page:
-    count: int
-    tasks: list[Task] = field(default_factory=list)
 
 
 def to_task(row: Row[Any]) -> Task:
@@ -190,7 +144,9 @@ def _build_claim(scheduler_id: str, filters: FilterExpr | None, dialect: str) ->
 _cached_claim = lru_cache(maxsize=256)(_build_claim)
 
 
-class TaskQueue:
+class SqlTaskQueue:
+    """The `TaskQueue` port on SQLite or PostgreSQL."""
+
     def __init__(
         self, engine: Engine, clock: Clock, policies: Mapping[str, PushPolicy] | None = None
     ) -> None:
@@ -201,97 +157,25 @@ class TaskQueue:
     def policy(self, scheduler_id: str) -> PushPolicy:
         return self.policies.get(scheduler_id, PushPolicy())
 
+    @property
+    def single_writer(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    def ping(self) -> None:
+        with read(self.engine) as connection:
+            connection.execute(text("SELECT 1"))
+
     # push
 
-    def push(self, new: NewTask) -> Task:
-        kind = scheduler_kind(new.scheduler_id)
-        task_id, data = align_ids(kind, new.id, new.data)
-        task_hash = validated_hash(kind, data, new.priority)
-        assert new.priority is not None  # validated_hash refuses a missing priority
+    def push(self, draft: TaskDraft) -> Task:
+        (outcome,) = self.push_many([draft])
+        return pushed_task(outcome)
+
+    def push_many(self, drafts: Sequence[TaskDraft]) -> list[PushOutcome]:
+        if not drafts:
+            return []
         with write(self.engine) as connection:
-            existing = self._queued_by_hash(connection, new.scheduler_id, task_hash)
-            previous = (existing.priority, existing.data) if existing else None
-            try:
-                action = decide_push(self.policy(new.scheduler_id), previous, new.priority, data)
-            except NotAllowed as refused:
-                refused.twin_id = existing.id if existing is not None else None
-                raise
-            if action is PushAction.INSERT:
-                self._check_capacity(connection, new.scheduler_id, new.priority)
-            schedule_id = self._link(connection, new, task_hash, data) or new.schedule_id
-            if action is PushAction.UPDATE and existing is not None:
-                return self._update_queued(connection, existing.id, new.priority, data, schedule_id)
-            row = {
-                "id": task_id,
-                "scheduler_id": new.scheduler_id,
-                "schedule_id": schedule_id,
-                "organisation": new.organisation,
-                "priority": new.priority,
-                "status": TaskStatus.QUEUED.value,
-                "type": kind.value,
-                "hash": task_hash,
-                "data": data,
-            }
-            return self._insert(connection, row)
-
-    def _link(
-        self, connection: Connection, new: NewTask, task_hash: str, data: dict[str, Any]
-    ) -> uuid.UUID | None:
-        """Create or move on the schedule the task joins, in the push's transaction; its id."""
-        link, now = new.schedule, self.clock.now()
-        if link is None:
-            return None
-        if link.schedule_id is not None:
-            connection.execute(LINK_SCHEDULE, linked_schedule(link, now))
-            return link.schedule_id
-        row = new_schedule(link, new.scheduler_id, new.organisation, task_hash, data, now)
-        connection.execute(insert(schedules), row)
-        schedule_id: uuid.UUID = row["id"]
-        return schedule_id
-
-    def _queued_by_hash(self, connection: Connection, scheduler_id: str, task_hash: str) -> QueuedTwin | None:
-        # No ORDER BY: pushes keep at most one QUEUED task per hash, and without one SQLite always takes the
-        # (scheduler_id, hash) partial index, even before ANALYZE has run.
-        statement = (
-            select(tasks.c.id, tasks.c.priority, tasks.c.data)
-            .where(tasks.c.scheduler_id == scheduler_id, tasks.c.hash == task_hash, IS_QUEUED)
-            .limit(1)
-        )
-        row = connection.execute(statement).first()
-        return QueuedTwin(row.id, row.priority, row.data) if row is not None else None
-
-    def _check_capacity(self, connection: Connection, scheduler_id: str, priority: int) -> None:
-        policy = self.policy(scheduler_id)
-        if policy.maxsize and priority > 1:
-            check_capacity(policy, self._count_queued(connection, scheduler_id), priority)
-
-    def _insert(self, connection: Connection, row: dict[str, Any]) -> Task:
-        now = self.clock.now()
-        row = {**row, "created_at": now, "modified_at": now}
-        try:
-            connection.execute(insert(tasks), row)
-        except IntegrityError as exc:
-            raise NotAllowed(f"a task with id {row['id']} already exists") from exc
-        return Task.model_validate(row)
-
-    def _update_queued(
-        self,
-        connection: Connection,
-        task_id: uuid.UUID,
-        priority: int,
-        data: Any,
-        schedule_id: uuid.UUID | None,
-    ) -> Task:
-        values: dict[str, Any] = {
-            "priority": priority,
-            "data": data,
-            "modified_at": self.clock.now(),
-            **MANUAL_RANK,
-        }
-        if schedule_id is not None:
-            values["schedule_id"] = schedule_id
-        statement = update(tasks).where(tasks.c.id == task_id, IS_QUEUED).values(**values).returning(*tasks.c)
-        return to_task(connection.execute(statement).one())
+            return push_drafts(connection, self.clock.now(), self.policy, drafts)
 
     # pop and peek
 
@@ -373,7 +257,7 @@ class TaskQueue:
             row = connection.execute(select(*columns).where(tasks.c.id == task_id)).first()
         return None if row is None or row.popped_at is None else PoppedBy(*row)
 
-    def history(self, task_id: uuid.UUID) -> list[tuple[TaskStatus, Any, str | None]]:
+    def history(self, task_id: uuid.UUID) -> list[tuple[TaskStatus, datetime, str | None]]:
         statement = (
             select(task_events.c.status, task_events.c.changed_at, task_events.c.reason)
             .where(task_events.c.task_id == task_id)
@@ -450,7 +334,7 @@ class TaskQueue:
 
     # listing and statistics
 
-    def list_tasks(self, query: TaskQuery) -> Page:
+    def list_tasks(self, query: TaskQuery) -> TaskPage:
         """Tasks matching `query`, newest first, with the total count before pagination (from the counters
         when the query narrows by scheduler, organisation and status only).
 
@@ -468,7 +352,7 @@ class TaskQueue:
                 count_statement = select(func.count()).select_from(tasks).where(where)
                 count = int(connection.execute(count_statement).scalar_one())
             found = [to_task(row) for row in connection.execute(statement)] if query.limit != 0 else []
-        return Page(count=count, tasks=found)
+        return TaskPage(count=count, tasks=found)
 
     def counts(self) -> list[tuple[str, str, TaskStatus, int]]:
         """(scheduler_id, organisation, status, number of tasks) for every combination that has tasks."""
@@ -505,3 +389,10 @@ def _query_conditions(query: TaskQuery) -> list[ColumnElement[bool]]:
     if query.filters is not None:
         conditions.append(compile_filter(query.filters, "task"))
     return conditions
+
+
+if TYPE_CHECKING:  # mypy proves that the adapter implements the port
+    from katsched.core import ports
+
+    def _implements_port(queue: SqlTaskQueue) -> ports.TaskQueue:
+        return queue

@@ -1,45 +1,43 @@
 """Schedule rows: the blueprints of recurring tasks, and which of them are due."""
 
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, Row, and_, delete, exists, func, insert, select, true, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.sql import ColumnElement
 
 from katsched.clock import Clock
-from katsched.core.filters import FilterExpr
 from katsched.core.models import Schedule
+from katsched.core.ports import SchedulePage, ScheduleQuery
 from katsched.core.transitions import ACTIVE
 from katsched.errors import NotAllowed, NotFound
 from katsched.store.engine import read, write
 from katsched.store.filters import compile_filter
+from katsched.store.lookups import chunks
 from katsched.store.tables import schedules, tasks
 
 EDITABLE = frozenset({"hash", "data", "enabled", "schedule", "deadline_at", "organisation"})
-
-
-@dataclass(frozen=True)
-class ScheduleQuery:
-    scheduler_id: str | None = None
-    organisation: str | None = None
-    hash: str | None = None
-    enabled: bool | None = None
-    min_deadline_at: datetime | None = None
-    max_deadline_at: datetime | None = None
-    min_created_at: datetime | None = None
-    max_created_at: datetime | None = None
-    filters: FilterExpr | None = None
-    offset: int = 0
-    limit: int | None = 10
-
-
-@dataclass(frozen=True)
-class SchedulePage:
-    count: int
-    schedules: list[Schedule] = field(default_factory=list)
+_BY_HASHES = select(schedules).where(schedules.c.hash.in_(bindparam("hashes", expanding=True)))
+_SET_DEADLINE = (
+    update(schedules)
+    .where(schedules.c.id == bindparam("_id"))
+    .values(deadline_at=bindparam("_deadline_at"), modified_at=bindparam("_now"))
+)
 
 
 def to_schedule(row: Row[Any]) -> Schedule:
@@ -53,7 +51,10 @@ def has_active_task() -> ColumnElement[bool]:
     )
 
 
-class ScheduleStore:
+class SqlScheduleStore:
+    """The schedule ports on SQLite or PostgreSQL: `ScheduleRegistry` (the API's and the CLI's edits) and
+    `ScheduleStore` (the planners' lookups)."""
+
     def __init__(self, engine: Engine, clock: Clock) -> None:
         self.engine = engine
         self.clock = clock
@@ -166,6 +167,31 @@ class ScheduleStore:
         with read(self.engine) as connection:
             return [to_schedule(row) for row in connection.execute(statement)]
 
+    def by_hashes(self, hashes: Collection[str]) -> dict[str, Schedule]:
+        found: dict[str, Schedule] = {}
+        with read(self.engine) as connection:
+            for chunk in chunks(set(hashes)):
+                rows = connection.execute(_BY_HASHES, {"hashes": chunk})
+                found.update((str(row.hash), to_schedule(row)) for row in rows)
+        return found
+
+    def set_deadlines(self, deadlines: Mapping[uuid.UUID, datetime | None]) -> None:
+        if not deadlines:
+            return
+        now = self.clock.now()
+        rows = [{"_id": key, "_deadline_at": deadline, "_now": now} for key, deadline in deadlines.items()]
+        with write(self.engine) as connection:
+            connection.execute(_SET_DEADLINE, rows)
+
+    def disable(self, schedule_ids: Collection[uuid.UUID]) -> None:
+        now = self.clock.now()
+        with write(self.engine) as connection:
+            for chunk in chunks(set(schedule_ids)):
+                statement = (
+                    update(schedules).where(schedules.c.id.in_(chunk)).values(enabled=False, modified_at=now)
+                )
+                connection.execute(statement)
+
 
 def _query_conditions(query: ScheduleQuery) -> list[ColumnElement[bool]]:
     equalities = {
@@ -188,3 +214,10 @@ def _query_conditions(query: ScheduleQuery) -> list[ColumnElement[bool]]:
     if query.filters is not None:
         conditions.append(compile_filter(query.filters, "schedule"))
     return conditions
+
+
+if TYPE_CHECKING:  # mypy proves that the adapter implements the ports
+    from katsched.core import ports
+
+    def _implements_ports(store: SqlScheduleStore) -> tuple[ports.ScheduleRegistry, ports.ScheduleStore]:
+        return store, store

@@ -36,8 +36,9 @@ if TYPE_CHECKING:
     from katsched.schedulers.summary import PlanSummary
     from katsched.schedulers.sweeps import LeaseTimeouts
     from katsched.schedulers.unplanned import UnplannedEvents
-    from katsched.store.queue import TaskQueue
-    from katsched.store.schedules import ScheduleStore
+    from katsched.store.maintenance import SqlHousekeeping
+    from katsched.store.queue import SqlTaskQueue
+    from katsched.store.schedules import SqlScheduleStore
 
 __all__ = [
     "KAT_SERVICES",
@@ -128,10 +129,10 @@ def _schedulers(settings: Settings) -> list[tuple[SchedulerKind, SchedulerSettin
     return [(kind, settings.scheduler(kind)) for kind in SchedulerKind]
 
 
-def task_queue(settings: Settings, engine: Engine, clock: Clock) -> TaskQueue:
-    from katsched.store.queue import TaskQueue
+def task_queue(settings: Settings, engine: Engine, clock: Clock) -> SqlTaskQueue:
+    from katsched.store.queue import SqlTaskQueue
 
-    return TaskQueue(engine, clock, push_policies(settings))
+    return SqlTaskQueue(engine, clock, push_policies(settings))
 
 
 # -- the planners --------------------------------------------------------------------------------------------
@@ -164,7 +165,7 @@ def boefje_planner_settings(settings: Settings) -> BoefjePlannerSettings:
 
 def build_planners(
     settings: Settings,
-    queue: TaskQueue,
+    queue: SqlTaskQueue,
     clock: Clock,
     services: Services,
     known_organisations: Callable[[], Collection[str]] = frozenset,
@@ -175,8 +176,9 @@ def build_planners(
     from katsched.schedulers.report import ReportPlanner, ReportPlannerSettings
     from katsched.schedulers.unplanned import UnplannedEvents
     from katsched.store.decisions import SqlDecisionLog
-    from katsched.store.lookups import SqlScheduleStore, SqlTaskStore
+    from katsched.store.lookups import SqlTaskStore
     from katsched.store.plugins_seen import SqlSeenPlugins
+    from katsched.store.schedules import SqlScheduleStore
 
     engine = queue.engine
     tasks, schedules, decisions = SqlTaskStore(queue), SqlScheduleStore(engine, clock), SqlDecisionLog(engine)
@@ -236,14 +238,20 @@ class Core:
 
     settings: Settings
     clock: Clock
-    queue: TaskQueue
-    schedules: ScheduleStore
+    queue: SqlTaskQueue
+    schedules: SqlScheduleStore
     services: Services
     planners: Planners
 
     @property
     def engine(self) -> Engine:
         return self.queue.engine
+
+    @property
+    def housekeeping(self) -> SqlHousekeeping:
+        from katsched.store.maintenance import SqlHousekeeping
+
+        return SqlHousekeeping(self.engine)
 
     def close(self) -> None:
         self.services.close()
@@ -257,12 +265,12 @@ def build_core(
     known_organisations: Callable[[], Collection[str]] = frozenset,
 ) -> Core:
     """Everything over an open engine; no I/O (the KAT clients connect on first use)."""
-    from katsched.store.schedules import ScheduleStore
+    from katsched.store.schedules import SqlScheduleStore
 
     queue = task_queue(settings, engine, clock)
     services = build_services(settings, clock)
     planners = build_planners(settings, queue, clock, services, known_organisations)
-    return Core(settings, clock, queue, ScheduleStore(engine, clock), services, planners)
+    return Core(settings, clock, queue, SqlScheduleStore(engine, clock), services, planners)
 
 
 def build_app(
@@ -276,7 +284,6 @@ def build_app(
     down); a service not probed yet is "unknown", not down. `intake()`: the consumers' states."""
     from katsched.api import create_app
     from katsched.schedulers.manual import ManualPushes
-    from katsched.store.lookups import SqlScheduleStore
 
     settings, clock = core.settings, core.clock
 
@@ -293,7 +300,7 @@ def build_app(
         intake_states=intake,
         explainer=core.planners.explainer,
         manual_pushes=ManualPushes(
-            SqlScheduleStore(core.engine, clock),
+            core.schedules,
             core.services.catalog,
             clock,
             boefje_planner_settings(settings),

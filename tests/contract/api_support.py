@@ -15,9 +15,8 @@ from katsched.api.context import HealthCheck
 from katsched.core.models import PushPolicy
 from katsched.core.ports import PluginCatalog
 from katsched.schedulers.manual import ManualPushes
-from katsched.store.lookups import SqlScheduleStore
-from katsched.store.queue import TaskQueue
-from katsched.store.schedules import ScheduleStore
+from katsched.store.queue import SqlTaskQueue
+from katsched.store.schedules import SqlScheduleStore
 from katsched.testing import FakeClock
 
 BOEFJE_OOI = "Hostname|internet|example.com"
@@ -26,8 +25,8 @@ BOEFJE_OOI = "Hostname|internet|example.com"
 @dataclass
 class Api:
     client: TestClient
-    queue: TaskQueue
-    schedules: ScheduleStore
+    queue: SqlTaskQueue
+    schedules: SqlScheduleStore
     clock: FakeClock
 
 
@@ -47,8 +46,8 @@ def make_api(engine: Engine, clock: FakeClock) -> Iterator[MakeApi]:
         raise_server_exceptions: bool = True,
         catalog: PluginCatalog | None = None,
     ) -> Api:
-        queue = TaskQueue(engine, clock, policies)
-        schedules = ScheduleStore(engine, clock)
+        queue = SqlTaskQueue(engine, clock, policies)
+        schedules = SqlScheduleStore(engine, clock)
         manual = (
             ManualPushes(SqlScheduleStore(engine, clock), catalog, clock) if catalog is not None else None
         )

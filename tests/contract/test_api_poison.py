@@ -13,7 +13,7 @@ from sqlalchemy import Engine, insert
 
 from katsched.core.filter_terms import ANY_WEIGHT, MAX_TERMS
 from katsched.core.models import TaskStatus
-from katsched.store.queue import TaskQuery
+from katsched.core.ports import TaskQuery
 from katsched.store.tables import tasks
 from tests.contract import api_support
 from tests.contract.api_support import BOEFJE_OOI, Api, boefje_data, push

@@ -14,8 +14,8 @@ from sqlalchemy import Engine
 from katsched.api import create_app
 from katsched.api.turns import TurnLock
 from katsched.store.engine import build_engine
-from katsched.store.queue import TaskQueue
-from katsched.store.schedules import ScheduleStore
+from katsched.store.queue import SqlTaskQueue
+from katsched.store.schedules import SqlScheduleStore
 from katsched.testing import FakeClock
 from tests.contract import api_support
 from tests.contract.api_support import (
@@ -40,7 +40,9 @@ def broken_database(tmp_path: Path) -> Iterator[Engine]:
 
 def broken_client(engine: Engine) -> TestClient:
     clock = FakeClock()
-    return TestClient(create_app(TaskQueue(engine, clock), ScheduleStore(engine, clock), clock, version="1"))
+    return TestClient(
+        create_app(SqlTaskQueue(engine, clock), SqlScheduleStore(engine, clock), clock, version="1")
+    )
 
 
 # /health
@@ -332,7 +334,7 @@ def test_health_includes_each_consumer_and_is_false_while_one_is_broken(
     engine: Engine, clock: FakeClock, states: dict[str, str], healthy: bool
 ) -> None:
     app = create_app(
-        TaskQueue(engine, clock), ScheduleStore(engine, clock), clock, intake_states=lambda: states
+        SqlTaskQueue(engine, clock), SqlScheduleStore(engine, clock), clock, intake_states=lambda: states
     )
     with TestClient(app) as client:
         body = client.get("/health").json()

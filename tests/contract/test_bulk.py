@@ -5,21 +5,22 @@ from datetime import timedelta
 from sqlalchemy import Engine
 
 from katsched.core.models import TaskStatus
+from katsched.core.ports import TaskDraft
 from katsched.store import bulk
-from katsched.store.queue import NewTask, TaskQueue
+from katsched.store.queue import SqlTaskQueue
 from katsched.testing import FakeClock
 
 QUEUED = frozenset({TaskStatus.QUEUED})
 
 
-def push(queue: TaskQueue, count: int, org: str = "org1", first: int = 0) -> None:
+def push(queue: SqlTaskQueue, count: int, org: str = "org1", first: int = 0) -> None:
     for i in range(first, first + count):
         data = {"boefje": {"id": "dns"}, "input_ooi": f"Hostname|internet|{org}{i}", "organization": org}
-        queue.push(NewTask("boefje", org, 5, data))
+        queue.push(TaskDraft("boefje", org, 5, data))
 
 
 def test_batches_stop_at_the_agreed_number_or_when_nothing_is_left(engine: Engine, clock: FakeClock) -> None:
-    queue = TaskQueue(engine, clock)
+    queue = SqlTaskQueue(engine, clock)
     push(queue, 7)
     chosen = bulk.Selection(QUEUED, scheduler_id="boefje")
     first = bulk.change_status(engine, clock, chosen, TaskStatus.CANCELLED, "test", at_most=5, batch_size=2)
@@ -31,7 +32,7 @@ def test_batches_stop_at_the_agreed_number_or_when_nothing_is_left(engine: Engin
 
 
 def test_the_selection_narrows_by_organisation_and_age(engine: Engine, clock: FakeClock) -> None:
-    queue = TaskQueue(engine, clock)
+    queue = SqlTaskQueue(engine, clock)
     push(queue, 2, "acme")
     clock.advance(hours=2)
     push(queue, 3, "acme", first=2)

@@ -10,13 +10,13 @@ from alembic import command
 from sqlalchemy import Engine, func, select, text
 
 from katsched.core.models import TaskStatus
-from katsched.core.ports import TaskDraft
+from katsched.core.ports import TaskDraft, TaskQuery
 from katsched.store import counts
 from katsched.store.engine import build_engine, read
 from katsched.store.lookups import SqlTaskStore
 from katsched.store.maintenance import prune_finished_tasks, prune_hour_counts, sweep_expired_leases
 from katsched.store.migrate import _config, upgrade
-from katsched.store.queue import NewTask, TaskQuery, TaskQueue
+from katsched.store.queue import SqlTaskQueue
 from katsched.store.tables import task_counts, tasks
 from katsched.store.types import hour_bucket
 from katsched.testing import FakeClock
@@ -46,7 +46,7 @@ def counted_by_scan(
     return by_key, by_hour
 
 
-def assert_counters_exact(engine: Engine, queue: TaskQueue, since: datetime | None = None) -> None:
+def assert_counters_exact(engine: Engine, queue: SqlTaskQueue, since: datetime | None = None) -> None:
     by_key, by_hour = counted_by_scan(engine, since)
     assert {(s, o, st.value): n for s, o, st, n in queue.counts()} == by_key
     if since is None:
@@ -61,9 +61,9 @@ def assert_counters_exact(engine: Engine, queue: TaskQueue, since: datetime | No
 
 
 def test_counters_follow_every_kind_of_write(engine: Engine, clock: FakeClock) -> None:
-    queue = TaskQueue(engine, clock)
+    queue = SqlTaskQueue(engine, clock)
     store = SqlTaskStore(queue)
-    pushed = [queue.push(NewTask("boefje", org, 5, data(f"h{i}", org))) for i, org in enumerate("aabbc")]
+    pushed = [queue.push(TaskDraft("boefje", org, 5, data(f"h{i}", org))) for i, org in enumerate("aabbc")]
     store.push_many([TaskDraft("boefje", "a", 7, data(f"m{i}", "a")) for i in range(4)])
     assert_counters_exact(engine, queue)
     clock.advance(hours=1, minutes=10)
@@ -82,7 +82,7 @@ def test_counters_follow_every_kind_of_write(engine: Engine, clock: FakeClock) -
     assert prune_finished_tasks(engine, clock.now() - timedelta(days=30), 100) > 0
     assert_counters_exact(engine, queue)
     assert prune_hour_counts(engine, clock.now() - timedelta(days=2)) > 0
-    queue.push(NewTask("boefje", "a", 5, data("new", "a")))
+    queue.push(TaskDraft("boefje", "a", 5, data("new", "a")))
     clock.advance(minutes=50)
     queue.pop("boefje", limit=2)  # one from 40 days ago, whose old hour is gone
     assert_counters_exact(engine, queue, since=clock.now() - timedelta(hours=24))
@@ -93,10 +93,10 @@ def test_counters_follow_every_kind_of_write(engine: Engine, clock: FakeClock) -
 def test_a_query_by_key_is_counted_from_the_counters_and_others_by_the_tasks(
     engine: Engine, clock: FakeClock
 ) -> None:
-    queue = TaskQueue(engine, clock)
+    queue = SqlTaskQueue(engine, clock)
     for i in range(3):
-        queue.push(NewTask("boefje", "a", 5, data(f"h{i}", "a")))
-    queue.push(NewTask("boefje", "b", 5, data("x", "b")))
+        queue.push(TaskDraft("boefje", "a", 5, data(f"h{i}", "a")))
+    queue.push(TaskDraft("boefje", "b", 5, data("x", "b")))
     with engine.begin() as connection:  # a counter out of step shows which queries read it
         connection.execute(task_counts.update().where(task_counts.c.organisation == "a").values(n=30))
     assert queue.list_tasks(TaskQuery(organisation="a")).count == 30
@@ -109,14 +109,15 @@ WORKER = """
 import random, sys
 from katsched.clock import SystemClock
 from katsched.store.engine import build_engine
-from katsched.store.queue import NewTask, TaskQuery, TaskQueue
+from katsched.core.ports import TaskDraft, TaskQuery
+from katsched.store.queue import SqlTaskQueue
 
-queue = TaskQueue(build_engine(sys.argv[1]), SystemClock())
+queue = SqlTaskQueue(build_engine(sys.argv[1]), SystemClock())
 name = sys.argv[2]
 for i in range(150):
     org = random.choice(["org1", "org2", "org3"])
     data = {"boefje": {"id": "dns-records"}, "input_ooi": f"{name}-{i}", "organization": org}
-    queue.push(NewTask("boefje", org, random.randint(2, 9), data))
+    queue.push(TaskDraft("boefje", org, random.randint(2, 9), data))
     for task in queue.pop("boefje", limit=random.randint(0, 3)):
         if random.random() < 0.5:
             queue.set_status(task.id, "running")
@@ -134,7 +135,7 @@ def test_counters_stay_exact_under_concurrent_pushes_and_pops_from_several_proce
     for worker in workers:
         _, errors = worker.communicate(timeout=300)
         assert worker.returncode == 0, errors
-    queue = TaskQueue(engine, FakeClock())
+    queue = SqlTaskQueue(engine, FakeClock())
     by_key, _ = counted_by_scan(engine)
     assert sum(by_key.values()) == 600
     assert_counters_exact(engine, queue)
@@ -161,7 +162,7 @@ def test_the_migration_counts_the_tasks_already_there_and_makes_their_ranks_due(
                 {"id": task_id, "status": status, "priority": priority, "at": at},
             )
     upgrade(engine)
-    queue = TaskQueue(engine, FakeClock())
+    queue = SqlTaskQueue(engine, FakeClock())
     assert_counters_exact(engine, queue)
     assert sorted(queue.counts()) == [
         ("boefje", "org1", S.COMPLETED, 1),

@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 from katsched.core.ports import DecisionRecord
 from katsched.schedulers.sweeps import RetentionPolicy, prune_retention
 from katsched.store.decisions import SqlDecisionLog, count_refusals
+from katsched.store.maintenance import SqlHousekeeping
 from katsched.testing import FakeClock
 
 
@@ -30,6 +31,6 @@ def test_retention_prunes_old_decisions_with_the_history(engine: Engine, clock: 
     clock.advance(days=8)
     log.record([DecisionRecord("o", "new", "p", "boefje", "skip", "x", clock.now())])
     policy = RetentionPolicy(tasks_days=30, history_days=7, batch_size=2)
-    summary = prune_retention(engine, clock, policy)
+    summary = prune_retention(SqlHousekeeping(engine), clock, policy)
     assert summary.decisions == 5 and summary.complete
     assert set(log.last("o", "new")) == {"p"} and log.last("o", "s0") == {}

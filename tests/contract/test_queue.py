@@ -8,8 +8,9 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from katsched.core.models import PushPolicy, TaskStatus
+from katsched.core.ports import TaskDraft, TaskQuery
 from katsched.errors import InvalidItem, InvalidTransition, NotAllowed, NotFound, QueueFull
-from katsched.store.queue import NewTask, TaskQuery, TaskQueue
+from katsched.store.queue import SqlTaskQueue
 from katsched.store.tables import task_events
 from katsched.testing import FakeClock
 
@@ -25,17 +26,21 @@ def report(recipe: str, org: str = "org1") -> dict[str, Any]:
 
 
 @pytest.fixture
-def queue(engine: Engine, clock: FakeClock) -> TaskQueue:
-    return TaskQueue(engine, clock)
+def queue(engine: Engine, clock: FakeClock) -> SqlTaskQueue:
+    return SqlTaskQueue(engine, clock)
 
 
 def push(
-    queue: TaskQueue, data: dict[str, Any], priority: int = 10, scheduler: str = "boefje", org: str = "org1"
+    queue: SqlTaskQueue,
+    data: dict[str, Any],
+    priority: int = 10,
+    scheduler: str = "boefje",
+    org: str = "org1",
 ):
-    return queue.push(NewTask(scheduler, org, priority, data))
+    return queue.push(TaskDraft(scheduler, org, priority, data))
 
 
-def test_push_queues_the_task_with_its_identity_hash(queue: TaskQueue, clock: FakeClock) -> None:
+def test_push_queues_the_task_with_its_identity_hash(queue: SqlTaskQueue, clock: FakeClock) -> None:
     task = push(queue, boefje("Hostname|internet|example.com"))
     assert task.status is S.QUEUED
     assert task.hash == "74956880324db1838156e1ebf7847448"
@@ -45,7 +50,7 @@ def test_push_queues_the_task_with_its_identity_hash(queue: TaskQueue, clock: Fa
     assert queue.get(task.id) == task
 
 
-def test_a_queued_duplicate_is_refused_until_it_leaves_the_queue(queue: TaskQueue) -> None:
+def test_a_queued_duplicate_is_refused_until_it_leaves_the_queue(queue: SqlTaskQueue) -> None:
     first = push(queue, boefje("a"))
     with pytest.raises(NotAllowed, match="queue is not allowed to push items"):
         push(queue, boefje("a"), priority=3)
@@ -66,10 +71,10 @@ def test_a_queued_duplicate_is_refused_until_it_leaves_the_queue(queue: TaskQueu
 def test_push_policy_updates_the_queued_task_in_place(
     engine: Engine, clock: FakeClock, policy: PushPolicy, priority: int, data: dict[str, Any]
 ) -> None:
-    queue = TaskQueue(engine, clock, {"boefje": policy})
+    queue = SqlTaskQueue(engine, clock, {"boefje": policy})
     first = push(queue, boefje("a"))
     clock.advance(timedelta(seconds=5))
-    second = queue.push(NewTask("boefje", "org1", priority, {**data, "id": str(first.id)}))
+    second = queue.push(TaskDraft("boefje", "org1", priority, {**data, "id": str(first.id)}))
     assert second.id == first.id
     assert second.priority == priority
     assert second.modified_at == clock.now()
@@ -77,28 +82,28 @@ def test_push_policy_updates_the_queued_task_in_place(
 
 
 @pytest.mark.parametrize("priority", [0, None])
-def test_push_requires_a_priority(queue: TaskQueue, priority: int | None) -> None:
+def test_push_requires_a_priority(queue: SqlTaskQueue, priority: int | None) -> None:
     with pytest.raises(InvalidItem, match="priority"):
-        queue.push(NewTask("boefje", "org1", priority, boefje("a")))
+        queue.push(TaskDraft("boefje", "org1", priority, boefje("a")))
     assert queue.qsize("boefje") == 0
 
 
-def test_push_validates_data_against_the_scheduler_and_knows_its_schedulers(queue: TaskQueue) -> None:
+def test_push_validates_data_against_the_scheduler_and_knows_its_schedulers(queue: SqlTaskQueue) -> None:
     with pytest.raises(InvalidItem, match="NormalizerTask"):
         push(queue, boefje("a"), scheduler="normalizer")
     with pytest.raises(NotFound, match="Scheduler nope not found"):
         push(queue, boefje("a"), scheduler="nope")
 
 
-def test_push_with_an_existing_task_id_is_refused(queue: TaskQueue) -> None:
+def test_push_with_an_existing_task_id_is_refused(queue: SqlTaskQueue) -> None:
     first = push(queue, boefje("a"))
     queue.pop("boefje")
     with pytest.raises(NotAllowed, match=f"task with id {first.id} already exists"):
-        queue.push(NewTask("boefje", "org1", 5, boefje("b", id=str(first.id))))
+        queue.push(TaskDraft("boefje", "org1", 5, boefje("b", id=str(first.id))))
 
 
 def test_maxsize_refuses_automatic_tasks_but_not_manual_ones(engine: Engine, clock: FakeClock) -> None:
-    queue = TaskQueue(engine, clock, {"boefje": PushPolicy(maxsize=2)})
+    queue = SqlTaskQueue(engine, clock, {"boefje": PushPolicy(maxsize=2)})
     push(queue, boefje("a"))
     push(queue, boefje("b"))
     with pytest.raises(QueueFull):
@@ -108,7 +113,7 @@ def test_maxsize_refuses_automatic_tasks_but_not_manual_ones(engine: Engine, clo
 
 
 def test_pop_serves_lowest_priority_then_oldest_and_returns_dispatched(
-    queue: TaskQueue, clock: FakeClock
+    queue: SqlTaskQueue, clock: FakeClock
 ) -> None:
     late_urgent = []
     for ooi, priority in [("a", 20), ("b", 10), ("c", 10), ("d", 30)]:
@@ -122,7 +127,7 @@ def test_pop_serves_lowest_priority_then_oldest_and_returns_dispatched(
     assert queue.pop("boefje", limit=10) == []
 
 
-def test_pop_honours_the_limit_for_every_scheduler(queue: TaskQueue) -> None:
+def test_pop_honours_the_limit_for_every_scheduler(queue: SqlTaskQueue) -> None:
     for i in range(5):
         push(queue, report(f"r{i}"), scheduler="report")
         push(queue, boefje(f"o{i}"))
@@ -131,7 +136,7 @@ def test_pop_honours_the_limit_for_every_scheduler(queue: TaskQueue) -> None:
     assert queue.pop("boefje", limit=0) == []
 
 
-def test_pop_applies_filters(queue: TaskQueue) -> None:
+def test_pop_applies_filters(queue: SqlTaskQueue) -> None:
     from katsched.core.filters import parse_filter_request
 
     push(queue, boefje("a", boefje_id="nmap"))
@@ -145,7 +150,7 @@ def test_pop_applies_filters(queue: TaskQueue) -> None:
 
 
 def test_a_deduplication_group_is_handed_out_together_but_never_jumps_the_queue(
-    queue: TaskQueue, clock: FakeClock
+    queue: SqlTaskQueue, clock: FakeClock
 ) -> None:
     key = str(uuid.uuid4())
     urgent = push(queue, boefje("x"), priority=5)
@@ -158,7 +163,7 @@ def test_a_deduplication_group_is_handed_out_together_but_never_jumps_the_queue(
     assert [t.id for t in queue.pop("boefje", limit=10)] == [other.id]
 
 
-def test_a_group_is_capped_by_the_limit(queue: TaskQueue) -> None:
+def test_a_group_is_capped_by_the_limit(queue: SqlTaskQueue) -> None:
     key = str(uuid.uuid4())
     for i in range(4):
         push(queue, boefje("g", org=f"org{i}", deduplication_key=key), 50, org=f"org{i}")
@@ -168,14 +173,14 @@ def test_a_group_is_capped_by_the_limit(queue: TaskQueue) -> None:
     assert [t.data["deduplication_key"] for t in queue.pop("boefje", limit=3)] == [key]
 
 
-def test_peek_shows_without_claiming(queue: TaskQueue) -> None:
+def test_peek_shows_without_claiming(queue: SqlTaskQueue) -> None:
     task = push(queue, boefje("a"))
     assert [t.id for t in queue.peek("boefje")] == [task.id]
     assert queue.get(task.id).status is S.QUEUED
 
 
 def test_status_changes_follow_the_table_and_are_recorded(
-    queue: TaskQueue, clock: FakeClock, engine: Engine
+    queue: SqlTaskQueue, clock: FakeClock, engine: Engine
 ) -> None:
     task = push(queue, boefje("a"))
     with pytest.raises(InvalidTransition, match="from queued to running"):
@@ -204,14 +209,14 @@ def test_status_changes_follow_the_table_and_are_recorded(
         assert connection.execute(select(func.count()).select_from(task_events)).scalar_one() == 5
 
 
-def test_a_dispatched_task_can_be_put_back_on_the_queue(queue: TaskQueue) -> None:
+def test_a_dispatched_task_can_be_put_back_on_the_queue(queue: SqlTaskQueue) -> None:
     task = push(queue, boefje("a"))
     queue.pop("boefje")
     assert queue.set_status(task.id, S.QUEUED).status is S.QUEUED
     assert [t.id for t in queue.pop("boefje")] == [task.id]
 
 
-def test_cancel_and_unknown_tasks(queue: TaskQueue) -> None:
+def test_cancel_and_unknown_tasks(queue: SqlTaskQueue) -> None:
     task = push(queue, boefje("a"))
     assert queue.cancel(task.id).status is S.CANCELLED
     assert queue.pop("boefje") == []
@@ -222,7 +227,7 @@ def test_cancel_and_unknown_tasks(queue: TaskQueue) -> None:
         queue.set_status(missing, S.CANCELLED)
 
 
-def test_cancel_queued_touches_only_the_matching_organisation(queue: TaskQueue) -> None:
+def test_cancel_queued_touches_only_the_matching_organisation(queue: SqlTaskQueue) -> None:
     from katsched.store.tables import tasks
 
     mine = push(queue, boefje("Hostname|x"))
@@ -236,7 +241,7 @@ def test_cancel_queued_touches_only_the_matching_organisation(queue: TaskQueue) 
     assert queue.history(mine.id)[-1][2] == "gone"
 
 
-def test_list_filters_paginates_and_counts(queue: TaskQueue, clock: FakeClock) -> None:
+def test_list_filters_paginates_and_counts(queue: SqlTaskQueue, clock: FakeClock) -> None:
     created = []
     for i in range(5):
         created.append(
@@ -254,7 +259,7 @@ def test_list_filters_paginates_and_counts(queue: TaskQueue, clock: FakeClock) -
     assert queue.list_tasks(TaskQuery(status=S.DISPATCHED)).count == 1
 
 
-def test_counts_and_hourly_stats(queue: TaskQueue, clock: FakeClock) -> None:
+def test_counts_and_hourly_stats(queue: SqlTaskQueue, clock: FakeClock) -> None:
     push(queue, boefje("a"))
     push(queue, report("r"), scheduler="report")
     clock.advance(timedelta(hours=1))

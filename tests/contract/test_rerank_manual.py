@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from katsched.api import create_app
 from katsched.cli.queue import app as queue_cli
 from katsched.core.models import Task
-from katsched.store.queue import TaskQueue
-from katsched.store.schedules import ScheduleStore
+from katsched.store.queue import SqlTaskQueue
+from katsched.store.schedules import SqlScheduleStore
 from tests.unit.test_planner_rerank import plan_again, priorities, ran_a_day_ago
 from tests.world import ORG, World, boefje, boefje_data
 
@@ -24,7 +24,7 @@ def world(world_on_sql: World) -> World:
 
 def api(world: World) -> TestClient:
     queue, rows = world.queue, world.schedule_rows
-    assert isinstance(queue, TaskQueue) and isinstance(rows, ScheduleStore)
+    assert isinstance(queue, SqlTaskQueue) and isinstance(rows, SqlScheduleStore)
     return TestClient(create_app(queue, rows, world.clock))
 
 

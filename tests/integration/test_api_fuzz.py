@@ -18,20 +18,21 @@ from sqlalchemy import Engine
 from katsched.api import create_app
 from katsched.clock import SystemClock
 from katsched.core.models import OOI, Organisation, Plugin, PushPolicy, ScanProfile
+from katsched.core.ports import TaskDraft
 from katsched.schedulers.boefje import BoefjePlanner
 from katsched.schedulers.explain import Explainer
 from katsched.schedulers.normalizer import NormalizerPlanner
 from katsched.store.decisions import SqlDecisionLog
-from katsched.store.lookups import SqlScheduleStore, SqlTaskStore
+from katsched.store.lookups import SqlTaskStore
 from katsched.store.plugins_seen import SqlSeenPlugins
-from katsched.store.queue import NewTask, TaskQueue
-from katsched.store.schedules import ScheduleStore
+from katsched.store.queue import SqlTaskQueue
+from katsched.store.schedules import SqlScheduleStore
 from katsched.testing import InMemoryCatalog, InMemoryObjectGraph, InMemoryRawDataIndex
 
 pytestmark = pytest.mark.integration
 
 
-def in_memory_explainer(engine: Engine, queue: TaskQueue) -> Explainer:
+def in_memory_explainer(engine: Engine, queue: SqlTaskQueue) -> Explainer:
     """`/explain` over in-memory KAT services holding an organisation, a boefje and the objects above."""
     catalog, graph, clock = InMemoryCatalog(), InMemoryObjectGraph(), queue.clock
     catalog.add_organisation(Organisation(id="org1"))
@@ -107,15 +108,15 @@ CASES = [(label, schemathesis.GenerationMode.POSITIVE) for label in OPERATIONS] 
 @pytest.fixture
 def api_schema(engine: Engine) -> schemathesis.BaseSchema:
     clock = SystemClock()
-    queue = TaskQueue(engine, clock, {"report": PushPolicy(maxsize=3)})
-    schedules = ScheduleStore(engine, clock)
+    queue = SqlTaskQueue(engine, clock, {"report": PushPolicy(maxsize=3)})
+    schedules = SqlScheduleStore(engine, clock)
     for i in range(5):  # something to find, pop and patch
         data = {
             "boefje": {"id": "dns-records"},
             "input_ooi": f"Hostname|internet|h{i}",
             "organization": "org1",
         }
-        task = queue.push(NewTask("boefje", "org1", 10, data))
+        task = queue.push(TaskDraft("boefje", "org1", 10, data))
         schedules.create("boefje", "org1", task.data, task.hash, deadline_at=clock.now())
     explainer = in_memory_explainer(engine, queue)
     app = create_app(queue, schedules, clock, health_checks={"katalogus": lambda: True}, explainer=explainer)

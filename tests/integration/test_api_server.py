@@ -22,8 +22,8 @@ from katsched.clock import SystemClock
 from katsched.errors import StartupError
 from katsched.store.engine import build_engine
 from katsched.store.migrate import upgrade
-from katsched.store.queue import TaskQueue
-from katsched.store.schedules import ScheduleStore
+from katsched.store.queue import SqlTaskQueue
+from katsched.store.schedules import SqlScheduleStore
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +39,7 @@ WORKER_FILTER = {
 @dataclass
 class Served:
     url: str
-    queue: TaskQueue
+    queue: SqlTaskQueue
     server: ApiServer
 
 
@@ -48,8 +48,8 @@ def served(tmp_path: Path) -> Iterator[Served]:
     engine = build_engine(f"sqlite:///{tmp_path / 'katsched.db'}")
     upgrade(engine)
     clock = SystemClock()
-    queue = TaskQueue(engine, clock)
-    server = ApiServer(create_app(queue, ScheduleStore(engine, clock), clock), "127.0.0.1", 0)
+    queue = SqlTaskQueue(engine, clock)
+    server = ApiServer(create_app(queue, SqlScheduleStore(engine, clock), clock), "127.0.0.1", 0)
     server.start()
     yield Served(server.url, queue, server)
     server.stop()
@@ -202,7 +202,7 @@ def test_the_server_binds_at_start_and_stops_cleanly(tmp_path: Path) -> None:
     engine = build_engine(f"sqlite:///{tmp_path / 'k.db'}")
     upgrade(engine)
     clock = SystemClock()
-    app = create_app(TaskQueue(engine, clock), ScheduleStore(engine, clock), clock)
+    app = create_app(SqlTaskQueue(engine, clock), SqlScheduleStore(engine, clock), clock)
     with ApiServer(app, "127.0.0.1", 0) as server:
         assert server.port != 0
         assert httpx.get(f"{server.url}/health").json()["healthy"] is True  # no wait: the socket was bound

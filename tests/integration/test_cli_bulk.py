@@ -15,8 +15,9 @@ import pytest
 from sqlalchemy import Engine, insert, select
 
 from katsched.core.models import TaskStatus
+from katsched.core.ports import TaskDraft
 from katsched.store.engine import write
-from katsched.store.queue import NewTask, TaskQueue
+from katsched.store.queue import SqlTaskQueue
 from katsched.store.tables import task_events, tasks
 from katsched.testing import FakeClock
 from tests.integration.conftest import write_config
@@ -37,16 +38,16 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def queue(any_engine: Engine, clock: FakeClock) -> TaskQueue:
-    return TaskQueue(any_engine, clock)
+def queue(any_engine: Engine, clock: FakeClock) -> SqlTaskQueue:
+    return SqlTaskQueue(any_engine, clock)
 
 
 def boefje(ooi: str, org: str = "org1", plugin: str = "dns-records") -> dict[str, Any]:
     return {"boefje": {"id": plugin}, "input_ooi": ooi, "organization": org}
 
 
-def push(queue: TaskQueue, ooi: str, org: str = "org1", scheduler_plugin: str = "dns-records") -> str:
-    return str(queue.push(NewTask("boefje", org, 5, boefje(ooi, org, scheduler_plugin))).id)
+def push(queue: SqlTaskQueue, ooi: str, org: str = "org1", scheduler_plugin: str = "dns-records") -> str:
+    return str(queue.push(TaskDraft("boefje", org, 5, boefje(ooi, org, scheduler_plugin))).id)
 
 
 def statuses(engine: Engine) -> dict[str, str]:
@@ -60,11 +61,11 @@ def as_json(result: subprocess.CompletedProcess[str]) -> Any:
 
 
 def test_purge_counts_asks_and_cancels_only_queued_tasks(
-    katsched: Run, queue: TaskQueue, any_engine: Engine
+    katsched: Run, queue: SqlTaskQueue, any_engine: Engine
 ) -> None:
     queued = [push(queue, f"Hostname|internet|h{i}") for i in range(5)]
     held = queue.pop("boefje", limit=2)
-    queue.push(NewTask("report", "org1", 5, {"report_recipe_id": "r1", "organisation_id": "org1"}))
+    queue.push(TaskDraft("report", "org1", 5, {"report_recipe_id": "r1", "organisation_id": "org1"}))
     refused = katsched("queue", "purge", "-s", "boefje")  # stdin is a pipe: no one to ask
     assert refused.returncode == 2
     assert "--yes" in refused.stderr and "purge 3 queued task(s) from boefje" in refused.stderr
@@ -97,7 +98,7 @@ def run_at_terminal(config: Path, answer: str, *args: str) -> subprocess.Complet
 
 
 def test_a_person_is_asked_and_no_means_nothing_changes(
-    config_file: Path, queue: TaskQueue, any_engine: Engine
+    config_file: Path, queue: SqlTaskQueue, any_engine: Engine
 ) -> None:
     for i in range(3):
         push(queue, f"Hostname|internet|h{i}")
@@ -113,7 +114,7 @@ def test_a_person_is_asked_and_no_means_nothing_changes(
 
 
 def test_requeue_moves_failed_and_cancelled_back_and_records_the_operator(
-    katsched: Run, queue: TaskQueue, any_engine: Engine
+    katsched: Run, queue: SqlTaskQueue, any_engine: Engine
 ) -> None:
     failed, cancelled, completed = (push(queue, f"Hostname|internet|h{i}") for i in range(3))
     popped = {str(task.id): task for task in queue.pop("boefje", limit=3)}
@@ -140,7 +141,7 @@ def test_requeue_moves_failed_and_cancelled_back_and_records_the_operator(
 
 
 def test_requeue_never_makes_two_queued_tasks_of_one_identity(
-    katsched: Run, queue: TaskQueue, any_engine: Engine, clock: FakeClock
+    katsched: Run, queue: SqlTaskQueue, any_engine: Engine, clock: FakeClock
 ) -> None:
     older = push(queue, "Hostname|internet|same")
     queue.set_status(queue.pop("boefje")[0].id, TaskStatus.FAILED)
@@ -162,13 +163,13 @@ def test_requeue_never_makes_two_queued_tasks_of_one_identity(
 
 
 def test_bulk_cancel_narrows_by_org_age_and_filter(
-    katsched: Run, queue: TaskQueue, any_engine: Engine
+    katsched: Run, queue: SqlTaskQueue, any_engine: Engine
 ) -> None:
     old_acme = push(queue, "Hostname|internet|a1", org="acme")
     old_nmap = push(queue, "Hostname|internet|a2", org="acme", scheduler_plugin="nmap")
     old_globex = push(queue, "Hostname|internet|g1", org="globex")
-    fresh = TaskQueue(any_engine, FakeClock(datetime.now(UTC)))
-    new_acme = str(fresh.push(NewTask("boefje", "acme", 5, boefje("Hostname|internet|a3", "acme"))).id)
+    fresh = SqlTaskQueue(any_engine, FakeClock(datetime.now(UTC)))
+    new_acme = str(fresh.push(TaskDraft("boefje", "acme", 5, boefje("Hostname|internet|a3", "acme"))).id)
 
     nmap_only = '[{"column": "data", "field": "boefje__id", "operator": "==", "value": "nmap"}]'
     by_filter = as_json(katsched("tasks", "cancel", "--filter", nmap_only, "--yes", "--json"))
@@ -193,9 +194,9 @@ POPPER = """
 import json, sys
 from katsched.clock import SystemClock
 from katsched.store.engine import build_engine
-from katsched.store.queue import TaskQueue
+from katsched.store.queue import SqlTaskQueue
 
-queue = TaskQueue(build_engine(sys.argv[1]), SystemClock())
+queue = SqlTaskQueue(build_engine(sys.argv[1]), SystemClock())
 seen, empty = [], 0
 while empty < 3:
     popped = queue.pop("boefje", limit=5)

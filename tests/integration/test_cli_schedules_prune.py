@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from katsched.core.models import TaskStatus
+from katsched.core.ports import TaskDraft
 from katsched.store.daemon_state import DaemonState, DaemonStateStore
-from katsched.store.queue import NewTask, TaskQueue
-from katsched.store.schedules import ScheduleStore
+from katsched.store.queue import SqlTaskQueue
+from katsched.store.schedules import SqlScheduleStore
 from katsched.store.tables import task_events, tasks
 from katsched.testing import FakeClock
 from tests.integration.conftest import write_config
@@ -39,13 +40,13 @@ def boefje(ooi: str) -> dict[str, Any]:
 
 def test_schedules_list_show_switch_and_run_now(katsched: Run, any_engine: Engine) -> None:
     now = datetime.now(UTC)
-    store = ScheduleStore(any_engine, FakeClock(now))
+    store = SqlScheduleStore(any_engine, FakeClock(now))
     daily = store.create("boefje", "acme", boefje("Hostname|internet|a"), "a" * 32, schedule="0 3 * * *")
     report = store.create(
         "report", "acme", {"report_recipe_id": "r1", "organisation_id": "acme"}, "b" * 32, enabled=False
     )
-    task = TaskQueue(any_engine, FakeClock(now)).push(
-        NewTask("boefje", "acme", 5, boefje("Hostname|internet|a"), schedule_id=daily.id)
+    task = SqlTaskQueue(any_engine, FakeClock(now)).push(
+        TaskDraft("boefje", "acme", 5, boefje("Hostname|internet|a"), schedule_id=daily.id)
     )
     listed = as_json(katsched("schedules", "ls", "--json"))
     assert listed["count"] == 2 and {s["id"] for s in listed["results"]} == {str(daily.id), str(report.id)}
@@ -61,7 +62,7 @@ def test_schedules_list_show_switch_and_run_now(katsched: Run, any_engine: Engin
     due = as_json(katsched("schedules", "run-now", str(report.id), "--json"))
     deadline = datetime.fromisoformat(due["deadline_at"].replace("Z", "+00:00"))
     assert now - timedelta(seconds=1) <= deadline <= datetime.now(UTC)
-    later = ScheduleStore(any_engine, FakeClock(datetime.now(UTC) + timedelta(seconds=1)))
+    later = SqlScheduleStore(any_engine, FakeClock(datetime.now(UTC) + timedelta(seconds=1)))
     assert [s.id for s in later.due("report", 10)] == [report.id]  # the next rescheduling run plans it
     assert katsched("schedules", "disable", str(daily.id)).returncode == 0
     assert store.get(daily.id).enabled is False
@@ -94,16 +95,16 @@ def test_db_prune_counts_then_deletes_what_the_retention_policy_says(
 ) -> None:
     now = datetime.now(UTC)
     old = FakeClock(now - timedelta(days=3))
-    queue = TaskQueue(any_engine, old)
+    queue = SqlTaskQueue(any_engine, old)
     for i in range(4):  # finished three days ago: past tasks_days, they go with their history (3 rows each)
-        queue.push(NewTask("boefje", "acme", 5, boefje(f"Hostname|internet|old{i}")))
+        queue.push(TaskDraft("boefje", "acme", 5, boefje(f"Hostname|internet|old{i}")))
         [popped] = queue.pop("boefje")
         queue.set_status(popped.id, TaskStatus.COMPLETED)
-    fresh = TaskQueue(any_engine, FakeClock(now))
-    fresh.push(NewTask("boefje", "acme", 5, boefje("Hostname|internet|fresh")))
+    fresh = SqlTaskQueue(any_engine, FakeClock(now))
+    fresh.push(TaskDraft("boefje", "acme", 5, boefje("Hostname|internet|fresh")))
     [recent] = fresh.pop("boefje")
     fresh.set_status(recent.id, TaskStatus.FAILED)  # finished, but recently: kept
-    waiting = queue.push(NewTask("boefje", "acme", 5, boefje("Hostname|internet|waiting")))  # kept
+    waiting = queue.push(TaskDraft("boefje", "acme", 5, boefje("Hostname|internet|waiting")))  # kept
     gone = old.now()
     DaemonStateStore(any_engine).register(DaemonState("old:1", "old", 1, "0.1.0", gone, gone))
     before = rows(any_engine)

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 from katsched.clock import SystemClock
+from katsched.core.ports import TaskQuery
 from katsched.intake import sample_mutation
 from katsched.store.daemon_state import DaemonStateStore
 from katsched.store.engine import build_engine
-from katsched.store.queue import TaskQuery, TaskQueue
+from katsched.store.queue import SqlTaskQueue
 from tests.contract.kat_fake_server import KatFakeServer
 from tests.integration.support import write_daemon_config
 from tests.integration.test_daemon_lifecycle import DaemonProcess, free_port, http_json, wait_until
@@ -56,7 +57,7 @@ def all_up(tmp_path: Path) -> bool:
 def tasks_for(tmp_path: Path, input_ooi: str) -> int:
     engine = build_engine(f"sqlite:///{tmp_path / 'katsched.db'}")
     try:
-        return TaskQueue(engine, SystemClock()).list_tasks(TaskQuery(input_ooi=input_ooi)).count
+        return SqlTaskQueue(engine, SystemClock()).list_tasks(TaskQuery(input_ooi=input_ooi)).count
     finally:
         engine.dispose()
 

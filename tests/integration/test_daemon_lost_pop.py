@@ -16,7 +16,8 @@ from katsched.config import load_settings
 from katsched.core.models import TaskStatus
 from katsched.schedulers.sweeps import sweep_stalled
 from katsched.store.engine import build_engine
-from katsched.store.queue import TaskQueue
+from katsched.store.maintenance import SqlHousekeeping
+from katsched.store.queue import SqlTaskQueue
 from katsched.testing import FakeClock
 from tests.integration.test_daemon_lifecycle import DaemonProcess, free_port, http_json, write_config
 
@@ -65,15 +66,15 @@ def test_a_pop_lost_with_a_killed_daemon_is_queued_again_after_the_dispatch_leas
     engine = build_engine(database)
     try:
         clock = FakeClock()
-        queue = TaskQueue(engine, clock)
+        queue = SqlTaskQueue(engine, clock)
         task_id = pushed["id"]
         lost = queue.get(uuid.UUID(task_id))
         assert lost.status is TaskStatus.DISPATCHED
         clock.set(lost.modified_at + timedelta(seconds=30))  # within the lease: left alone
         timeouts = wiring.lease_timeouts(load_settings(config))
-        assert sweep_stalled(engine, clock, timeouts).total == 0
+        assert sweep_stalled(SqlHousekeeping(engine), clock, timeouts).total == 0
         clock.set(lost.modified_at + timedelta(seconds=61))
-        summary = sweep_stalled(engine, clock, timeouts)
+        summary = sweep_stalled(SqlHousekeeping(engine), clock, timeouts)
         assert summary.requeued["boefje"] == [lost.id]
         assert queue.get(lost.id).status is TaskStatus.QUEUED
         assert queue.history(lost.id)[-1][2] == "dispatch_lease_expired requeued attempt=1 max_attempts=3"

@@ -16,12 +16,13 @@ from sqlalchemy import Engine
 from katsched.cli.dashboard import age, frame, snapshot, sparkline
 from katsched.config import Settings
 from katsched.core.models import TaskStatus
+from katsched.core.ports import PoppedBy, TaskDraft
 from katsched.store.daemon_state import DaemonState, DaemonStateStore
 from katsched.store.engine import build_engine
 from katsched.store.maintenance import sweep_expired_leases
 from katsched.store.migrate import upgrade
-from katsched.store.queue import NewTask, PoppedBy, TaskQueue
-from katsched.store.schedules import ScheduleStore
+from katsched.store.queue import SqlTaskQueue
+from katsched.store.schedules import SqlScheduleStore
 from katsched.testing import FakeClock
 
 pytestmark = pytest.mark.integration
@@ -73,12 +74,12 @@ def database(tmp_path: Path) -> Path:
     upgrade(engine)
     now = datetime.now(UTC)
     clock = FakeClock(now - timedelta(minutes=40))
-    queue = TaskQueue(engine, clock)
+    queue = SqlTaskQueue(engine, clock)
     for i in range(120):
         org = ORGANISATIONS[i % 6] if i % 3 else "acme"
-        queue.push(NewTask("boefje", org, 10, boefje(f"Hostname|internet|h{i}.example", org)))
+        queue.push(TaskDraft("boefje", org, 10, boefje(f"Hostname|internet|h{i}.example", org)))
         clock.advance(seconds=15)
-    queue.push(NewTask("report", "acme", 5, {"report_recipe_id": "r1", "organisation_id": "acme"}))
+    queue.push(TaskDraft("report", "acme", 5, {"report_recipe_id": "r1", "organisation_id": "acme"}))
     popped = queue.pop("boefje", limit=20, popped_by=PoppedBy("10.0.0.7", "boefje-runner/1.0"))
     popped += queue.pop("boefje", limit=10, popped_by=PoppedBy("cli", "katsched"))
     for task in popped[:20]:
@@ -87,7 +88,7 @@ def database(tmp_path: Path) -> Path:
         queue.set_status(task.id, TaskStatus.COMPLETED)
     for task in popped[12:15]:
         queue.set_status(task.id, TaskStatus.FAILED, "boefje crashed" if task != popped[14] else None)
-    schedules = ScheduleStore(engine, clock)
+    schedules = SqlScheduleStore(engine, clock)
     for i in range(4):
         deadline = now - timedelta(minutes=i * 9)
         schedules.create("boefje", "acme", boefje(f"o{i}", "acme"), f"{i:032d}", deadline_at=deadline)
@@ -252,9 +253,9 @@ def test_status_on_both_dialects_shows_holders_and_failure_reasons(
     any_engine: Engine, any_database_url: str, tmp_path: Path
 ) -> None:
     now = datetime.now(UTC)
-    queue = TaskQueue(any_engine, FakeClock(now - timedelta(minutes=30)))
+    queue = SqlTaskQueue(any_engine, FakeClock(now - timedelta(minutes=30)))
     for i in range(6):
-        queue.push(NewTask("boefje", "acme", 5, boefje(f"Hostname|internet|h{i}", "acme")))
+        queue.push(TaskDraft("boefje", "acme", 5, boefje(f"Hostname|internet|h{i}", "acme")))
     held = queue.pop("boefje", limit=4, popped_by=PoppedBy("10.1.2.3", "runner/2"))
     queue.set_status(held[0].id, TaskStatus.RUNNING)
     queue.set_status(held[1].id, TaskStatus.FAILED, "exit code 1")

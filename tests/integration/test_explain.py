@@ -37,8 +37,9 @@ from katsched.core.models import (
     RawDataReceivedEvent,
     TaskStatus,
 )
-from katsched.store.queue import NewTask, TaskQueue
-from katsched.store.schedules import ScheduleStore
+from katsched.core.ports import TaskDraft
+from katsched.store.queue import SqlTaskQueue
+from katsched.store.schedules import SqlScheduleStore
 from katsched.store.tables import metadata
 from katsched.testing import FakeClock
 from tests.contract.kat_fake_server import KatFakeServer, refused_url
@@ -77,8 +78,8 @@ def bytes_run(kat: KatFakeServer, ago: timedelta, plugin_id: str = "dns-records"
 def task_in_the_past(engine: Engine, ago: timedelta, status: TaskStatus | None = None) -> uuid.UUID:
     """A dns-records task on the object, created `ago`, then (at that time) moved to `status`."""
     clock = FakeClock(datetime.now(UTC) - ago)
-    queue = TaskQueue(engine, clock)
-    task = queue.push(NewTask("boefje", ORG, 5, boefje_data()))
+    queue = SqlTaskQueue(engine, clock)
+    task = queue.push(TaskDraft("boefje", ORG, 5, boefje_data()))
     if status is not None:
         queue.pop("boefje")
         if status is not TaskStatus.DISPATCHED:
@@ -119,7 +120,7 @@ def _scheduled_and_recent(kat: KatFakeServer, engine: Engine) -> None:
     task_in_the_past(engine, timedelta(hours=1), TaskStatus.COMPLETED)
     clock = FakeClock(datetime.now(UTC) - timedelta(hours=1))
     deadline = datetime.now(UTC) + timedelta(hours=23)
-    ScheduleStore(engine, clock).create(
+    SqlScheduleStore(engine, clock).create(
         "boefje",
         ORG,
         boefje_data(),
@@ -563,7 +564,7 @@ def test_an_active_task_names_the_runner_that_holds_it(
     check_held(only_entry(response.json()), task_id, "dispatched")
 
     assert row_counts(engine) == before
-    TaskQueue(engine, SystemClock()).set_status(task_id, TaskStatus.RUNNING)
+    SqlTaskQueue(engine, SystemClock()).set_status(task_id, TaskStatus.RUNNING)
     before = row_counts(engine)
     result = cli(config, ORG, REF, "--json")
     assert result.returncode == 0, result.stderr
@@ -584,7 +585,7 @@ def test_a_queued_task_is_held_by_nobody(
     kat.add_object(ORG, hostname())
     client = api_for(write_config(tmp_path, engine, kat))
     task_id = popped_by_a_runner(client, engine)
-    TaskQueue(engine, SystemClock()).set_status(task_id, TaskStatus.QUEUED, reason="pushed back")
+    SqlTaskQueue(engine, SystemClock()).set_status(task_id, TaskStatus.QUEUED, reason="pushed back")
     entry = only_entry(client.get("/explain", params={"organisation": ORG, "ooi": REF}).json())
     assert entry["active_task"]["status"] == "queued"
     assert entry["active_task"]["popped_by"] is None

@@ -12,15 +12,17 @@ from sqlalchemy import func, select
 
 from katsched.clock import SystemClock
 from katsched.core.models import Organisation, Plugin, Task, TaskStatus
+from katsched.core.ports import TaskQuery
 from katsched.intake import ConsumerState, QueueConsumer, mutation_handler, raw_file_handler, sample_mutation
 from katsched.intake.amqp import REASON_HEADER
 from katsched.schedulers.boefje import BoefjePlanner
 from katsched.schedulers.normalizer import NormalizerPlanner
 from katsched.store.engine import build_engine
-from katsched.store.lookups import SqlScheduleStore, SqlTaskStore
+from katsched.store.lookups import SqlTaskStore
 from katsched.store.migrate import upgrade
 from katsched.store.plugins_seen import SqlSeenPlugins
-from katsched.store.queue import TaskQuery, TaskQueue
+from katsched.store.queue import SqlTaskQueue
+from katsched.store.schedules import SqlScheduleStore
 from katsched.store.tables import tasks
 from tests.contract.kat_fake_server import KATALOGUS, KatClients, KatFakeServer, connect
 from tests.integration.test_intake_publish import (
@@ -61,7 +63,7 @@ class World:
         self.engine = build_engine(f"sqlite:///{directory / 'katsched.db'}")
         upgrade(self.engine)
         clock = SystemClock()
-        self.queue = TaskQueue(self.engine, clock)
+        self.queue = SqlTaskQueue(self.engine, clock)
         store = SqlTaskStore(self.queue)
         self.boefjes = BoefjePlanner(
             tasks=store,

@@ -10,7 +10,7 @@ from sqlalchemy import insert
 
 from katsched.store.engine import build_engine, write
 from katsched.store.migrate import upgrade
-from katsched.store.queue import TaskQueue
+from katsched.store.queue import SqlTaskQueue
 from katsched.store.tables import tasks
 from katsched.testing import FakeClock
 from tests.integration.support import queued_boefje_rows
@@ -24,9 +24,9 @@ POPPER = """
 import json, random, sys
 from katsched.clock import SystemClock
 from katsched.store.engine import build_engine
-from katsched.store.queue import TaskQueue
+from katsched.store.queue import SqlTaskQueue
 
-queue = TaskQueue(build_engine(sys.argv[1]), SystemClock())
+queue = SqlTaskQueue(build_engine(sys.argv[1]), SystemClock())
 seen, empty = [], 0
 while empty < 3:
     popped = queue.pop("boefje", limit=random.randint(1, 8))
@@ -39,12 +39,13 @@ PUSHER = """
 import sys
 from katsched.clock import SystemClock
 from katsched.store.engine import build_engine
-from katsched.store.queue import NewTask, TaskQueue
+from katsched.core.ports import TaskDraft
+from katsched.store.queue import SqlTaskQueue
 
-queue = TaskQueue(build_engine(sys.argv[1]), SystemClock())
+queue = SqlTaskQueue(build_engine(sys.argv[1]), SystemClock())
 for i in range(int(sys.argv[2])):
     data = {"boefje": {"id": "late"}, "input_ooi": f"o{i}", "organization": "org2"}
-    queue.push(NewTask("boefje", "org2", 5, data))
+    queue.push(TaskDraft("boefje", "org2", 5, data))
 """
 
 
@@ -70,7 +71,7 @@ def test_concurrent_poppers_share_the_queue_without_overlap_or_loss(tmp_path: Pa
     assert pusher.wait(timeout=300) == 0
     assert all(popper.returncode == 0 for popper in poppers)
     per_process = [json.loads(output) for output in outputs]
-    remainder = TaskQueue(build_engine(url), clock).pop("boefje", limit=TASKS + late)
+    remainder = SqlTaskQueue(build_engine(url), clock).pop("boefje", limit=TASKS + late)
     popped = [task_id for ids in per_process for task_id in ids] + [str(task.id) for task in remainder]
     assert len(popped) == len(set(popped)), "a task was handed out twice"
     assert len(popped) == TASKS + late, "a task was lost"

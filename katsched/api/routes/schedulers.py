@@ -19,9 +19,9 @@ from katsched.api.schemas import (
     error_responses,
 )
 from katsched.core.models import PAYLOAD_TYPES, SchedulerKind, Task, TaskStatus
-from katsched.core.ports import PoppedBy
+from katsched.core.ports import PoppedBy, TaskDraft
+from katsched.core.push import scheduler_kind
 from katsched.errors import InvalidItem, NotAllowed, NotFound, QueueError, QueueFull
-from katsched.store.queue import NewTask, scheduler_kind
 
 SchedulerId = Annotated[str, Path(description="boefje, normalizer or report")]
 PopLimit = Annotated[
@@ -98,7 +98,7 @@ class SchedulerRoutes:
             raise BadRequest("scheduler_id in item does not match the scheduler_id in the path")
         manual = self.ctx.manual_pushes
         link = manual.schedule_link(kind, item.organisation, item.data) if manual is not None else None
-        new = NewTask(scheduler_id, item.organisation, item.priority, item.data, id=item.id, schedule=link)
+        new = TaskDraft(scheduler_id, item.organisation, item.priority, item.data, id=item.id, schedule=link)
         try:
             with self.ctx.writing():
                 task = self._requeue_dispatched(scheduler_id, item.id) or self.ctx.queue.push(new)

@@ -23,10 +23,9 @@ from katsched.api.schemas import (
 from katsched.core.deadlines import next_cron_fire, validate_cron
 from katsched.core.hashing import task_hash
 from katsched.core.models import Schedule, SchedulerKind
-from katsched.core.push import parse_payload
+from katsched.core.ports import ScheduleQuery
+from katsched.core.push import parse_payload, scheduler_kind
 from katsched.errors import NotFound
-from katsched.store.queue import scheduler_kind
-from katsched.store.schedules import ScheduleQuery
 
 ScheduleId = Annotated[uuid.UUID, Path()]
 

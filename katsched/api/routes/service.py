@@ -5,12 +5,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 from prometheus_client import CONTENT_TYPE_LATEST
-from sqlalchemy import text
 
 from katsched.api.context import ApiContext, HealthCheck, model_response
 from katsched.api.schemas import ServiceHealth, error_responses
 from katsched.errors import StorageError
-from katsched.store.engine import read
 
 logger = logging.getLogger("katsched.api")
 
@@ -78,8 +76,7 @@ class ServiceRoutes:
 
     def _database_up(self) -> bool:
         try:
-            with read(self.ctx.queue.engine) as connection:
-                connection.execute(text("SELECT 1"))
+            self.ctx.queue.ping()
         except StorageError as exc:
             logger.warning("health_database_down error=%r", str(exc))
             return False

@@ -14,9 +14,9 @@ from katsched.api.pagination import page_links
 from katsched.api.schemas import StatsParams, TaskPage, TaskPatch, TaskQueryParams, error_responses
 from katsched.core.hashing import task_hash
 from katsched.core.models import Task
-from katsched.core.push import align_ids, parse_payload
+from katsched.core.ports import TaskQuery
+from katsched.core.push import align_ids, parse_payload, scheduler_kind
 from katsched.errors import InvalidItem, NotFound
-from katsched.store.queue import TaskQuery, scheduler_kind
 
 TaskId = Annotated[uuid.UUID, Path()]
 STATS_WINDOW = timedelta(hours=24)

@@ -1,10 +1,10 @@
-"""Pushing a planner's batch of drafts in one transaction: the queue's push rules, for many tasks at once.
+"""The one push path: a batch of drafts in one transaction, under the push rules of `katsched.core.push`.
 
-The rules are those of `katsched.core.push`, as in `TaskQueue.push`; only the statements are batched: one
-query for the queued duplicates of the whole batch, then one INSERT each for the new schedules, the tasks and
-their status events, and one UPDATE for the schedules that were found. Rescheduling 500 due schedules is then
-a handful of statements in one transaction instead of 1,500 transactions, and a batch is committed whole or
-not at all, so a task is never left queued without the schedule deadline that goes with it.
+A single push (the API's, the CLI's) is a batch of one. The statements are batched: one query for the queued
+duplicates of the whole batch, then one INSERT each for the new schedules and the tasks (their status events
+come from the database's trigger), and one UPDATE for the schedules that were found. Rescheduling 500 due
+schedules is then a handful of statements in one transaction instead of 1,500 transactions, and a batch is
+committed whole or not at all, so a task is never left queued without the schedule deadline that goes with it.
 """
 
 import uuid
@@ -13,17 +13,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, literal_column, select, update
+from sqlalchemy import Connection, bindparam, insert, literal_column, select, update
+from sqlalchemy.exc import IntegrityError
 
 from katsched.core.models import PushPolicy, Task, TaskStatus
-from katsched.core.ports import PushOutcome, PushResult
-from katsched.core.push import PreparedDraft, PushAction, decide_draft
-from katsched.store.queue import IS_QUEUED
+from katsched.core.ports import PushOutcome, PushResult, TaskDraft
+from katsched.core.push import PreparedDraft, PushAction, Refusal, decide_draft, prepare_draft
+from katsched.errors import NotAllowed, QueueFull
+from katsched.store import counts
 from katsched.store.schedule_links import LINK_SCHEDULE, linked_schedule, new_schedule
 from katsched.store.tables import schedules, tasks
 
 PolicyFor = Callable[[str], PushPolicy]
 
+# A literal, not a bound parameter: SQLite uses a partial index only when the WHERE visibly implies it.
+IS_QUEUED = tasks.c.status == literal_column("'queued'")
 # SQLite without statistics answers `status = 'queued' AND hash IN (…)` from ix_tasks_status_modified, reading
 # every queued task; comparing the status as an expression keeps it on ix_tasks_hash (a few rows per hash).
 _STILL_QUEUED = tasks.c.status.concat(literal_column("''")) == literal_column(f"'{TaskStatus.QUEUED.value}'")
@@ -45,7 +49,26 @@ class _Queued:
     data: Any
 
 
-class BatchPush:
+def push_drafts(
+    connection: Connection, now: datetime, policy_for: PolicyFor, drafts: Sequence[TaskDraft]
+) -> list[PushOutcome]:
+    """Push `drafts` in the open write transaction `connection`; one outcome each, in order."""
+    prepared = [prepare_draft(draft) for draft in drafts]
+    return _PushBatch(connection, now, policy_for).run(prepared)
+
+
+def pushed_task(outcome: PushOutcome) -> Task:
+    """The task a single push queued, or its refusal raised."""
+    if outcome.task is not None:
+        return outcome.task
+    if outcome.result is PushResult.QUEUE_FULL:
+        raise QueueFull(outcome.refusal)
+    refused = NotAllowed(outcome.refusal)
+    refused.twin_id = outcome.twin_id
+    raise refused
+
+
+class _PushBatch:
     """One batch inside one open write transaction; `run` once."""
 
     def __init__(self, connection: Connection, now: datetime, policy_for: PolicyFor) -> None:
@@ -73,15 +96,16 @@ class BatchPush:
             found = self._connection.execute(
                 _QUEUED_BY_HASH, {"scheduler_id": scheduler_id, "hashes": list(hashes)}
             )
-            for row in found:  # oldest first: the newest queued duplicate wins, as in TaskQueue.push
+            for row in found:  # oldest first: the newest queued duplicate wins
                 self._queued[(scheduler_id, row.hash)] = _Queued(row.id, row.priority, row.data)
 
     def _count_queued(self, prepared: Sequence[PreparedDraft]) -> None:
-        """Before the batch inserts anything: the queued tasks of each scheduler whose queue has a maxsize."""
+        """Before the batch inserts anything: the queued tasks of each scheduler whose queue has a maxsize
+        (from the counters the database keeps, not by counting the queue)."""
         for scheduler_id in {item.draft.scheduler_id for item in prepared}:
             if self._policy_for(scheduler_id).maxsize:
-                counting = select(func.count()).where(tasks.c.scheduler_id == scheduler_id, IS_QUEUED)
-                self._queued_counts[scheduler_id] = int(self._connection.execute(counting).scalar_one())
+                queued = counts.total(self._connection, scheduler_id, status=TaskStatus.QUEUED)
+                self._queued_counts[scheduler_id] = queued
 
     def _push(self, item: PreparedDraft) -> PushOutcome:
         scheduler_id = item.draft.scheduler_id
@@ -90,9 +114,10 @@ class BatchPush:
         previous = (existing.priority, existing.data) if existing is not None else None
         queued = self._queued_counts.get(scheduler_id, 0)
         action = decide_draft(self._policy_for(scheduler_id), previous, item, queued)
-        if isinstance(action, PushResult):
-            return PushOutcome(item.draft, action)
-        schedule_id = self._link(item)
+        if isinstance(action, Refusal):
+            twin = existing.id if existing is not None else None
+            return PushOutcome(item.draft, action.result, twin_id=twin, refusal=action.reason)
+        schedule_id = self._link(item) or item.draft.schedule_id
         if action is PushAction.UPDATE and existing is not None:
             task = self._update(existing.id, item, schedule_id)
         else:
@@ -120,7 +145,7 @@ class BatchPush:
             "scheduler_id": item.draft.scheduler_id,
             "schedule_id": schedule_id,
             "organisation": item.draft.organisation,
-            "priority": item.draft.priority,
+            "priority": item.priority,
             "status": TaskStatus.QUEUED.value,
             "type": item.kind.value,
             "hash": item.hash,
@@ -138,7 +163,7 @@ class BatchPush:
         self._flush()  # the duplicate may be a row of this very batch
         data = {**item.data, "id": str(task_id)} if "id" in item.data else item.data
         values: dict[str, Any] = {
-            "priority": item.draft.priority,
+            "priority": item.priority,
             "data": data,
             "modified_at": self._now,
             "last_run_at": item.draft.last_run_at,
@@ -156,6 +181,21 @@ class BatchPush:
         if self._linked_schedules:
             self._connection.execute(LINK_SCHEDULE, self._linked_schedules)
         if self._new_tasks:
-            # The history rows come from the database's trigger (migration 0004).
-            self._connection.execute(insert(tasks), self._new_tasks)
+            self._insert_tasks(self._new_tasks)
         self._new_schedules, self._linked_schedules, self._new_tasks = [], [], []
+
+    def _insert_tasks(self, rows: list[dict[str, Any]]) -> None:
+        try:
+            self._connection.execute(insert(tasks), rows)
+        except IntegrityError as exc:
+            if not _duplicate_key(exc):
+                raise  # a schedule that does not exist, say: the foreign key refuses
+            ids = ", ".join(str(row["id"]) for row in rows)
+            taken = f"a task with id {ids}" if len(rows) == 1 else f"a task with one of the ids {ids}"
+            raise NotAllowed(f"{taken} already exists") from exc
+
+
+def _duplicate_key(exc: IntegrityError) -> bool:
+    """A unique key refused the row (SQLSTATE 23505 on PostgreSQL), rather than a foreign key."""
+    original = exc.orig
+    return getattr(original, "sqlstate", None) == "23505" or "UNIQUE constraint failed" in str(original)
