@@ -55,6 +55,7 @@ def test_help_imports_no_heavy_module(tmp_path: Path) -> None:
 
 def test_queue_ls_imports_only_what_it_uses(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text(f'[database]\nurl = "sqlite:///{tmp_path / "k.db"}"\n')
+    imported_modules("db", "upgrade", "--config", str(tmp_path / "config.toml"), cwd=tmp_path)  # a database
     modules = imported_modules("queue", "ls", "--config", str(tmp_path / "config.toml"), cwd=tmp_path)
     assert "katsched.store.queue" in modules  # the command ran (import_module itself is not logged)
     server_side = ("alembic", "fastapi", "uvicorn", "pika", "rich.live", "apscheduler", "httpx")
