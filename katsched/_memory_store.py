@@ -15,7 +15,15 @@ from katsched._memory_push import Batch
 from katsched._memory_tables import Contents, MemoryTables, TaskRow, copy_task
 from katsched.clock import Clock
 from katsched.core.models import PushPolicy, SchedulerKind, Task, TaskStatus
-from katsched.core.ports import NewRank, PoppedBy, PushOutcome, QueuedRank, TaskDraft
+from katsched.core.ports import (
+    DecisionLog,
+    DecisionsOf,
+    NewRank,
+    PoppedBy,
+    PushOutcome,
+    QueuedRank,
+    TaskDraft,
+)
 from katsched.core.push import prepare_draft, scheduler_kind
 from katsched.core.transitions import check_transition, lease_expired
 from katsched.errors import NotFound
@@ -63,6 +71,13 @@ class MemoryTaskStore:
         with self.tables.write() as contents:
             batch = Batch(contents, self.clock.now(), self.policy)
             return [batch.push(item) for item in prepared]
+
+    def push_with_decisions(
+        self, drafts: Sequence[TaskDraft], decisions_of: DecisionsOf, log: DecisionLog
+    ) -> list[PushOutcome]:
+        outcomes = self.push_many(drafts)  # one lock holds the tables, the log keeps its own
+        log.record(decisions_of(outcomes))
+        return outcomes
 
     def cancel_queued_for_object(
         self, scheduler_id: str, organisation: str, input_ooi: str, reason: str

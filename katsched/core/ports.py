@@ -184,6 +184,40 @@ class NewRank:
     rerank_at: datetime | None  # when it changes next; None: never
 
 
+@dataclass(frozen=True)
+class DecisionRecord:
+    """The last decision a planner took about one (organisation, subject, plugin): kept for a retention window
+    so that `katsched explain` can say what happened last time, not only what would happen now.
+
+    `subject` is the object's reference (boefjes; "" for a boefje that takes none) or the raw file's id
+    (normalizers). `action` is a `rules.Action` value; `reason` a rule's reason or a push result.
+    """
+
+    organisation: str
+    subject: str
+    plugin_id: str
+    scheduler_id: str
+    action: str
+    reason: str
+    decided_at: datetime
+    task_id: uuid.UUID | None = None  # the task pushed, when one was
+    subject_data: Mapping[str, Any] | None = None  # the raw file (normalizers), so it can be reassessed
+
+
+class DecisionLog(Protocol):
+    def record(self, decisions: Sequence[DecisionRecord]) -> None:
+        """Keep each as the last decision of its (organisation, subject, plugin), replacing the one before."""
+        ...
+
+    def last(self, organisation: str, subject: str) -> dict[str, DecisionRecord]:
+        """The last decisions about the subject in the organisation, by plugin id."""
+        ...
+
+
+# The decisions a push's outcomes make (a planner's, recorded with the push).
+DecisionsOf = Callable[[Sequence["PushOutcome"]], Sequence[DecisionRecord]]
+
+
 class TaskStore(Protocol):
     def latest_by_hash(self, scheduler_id: str, hashes: Collection[str]) -> dict[str, Task]:
         """The newest task (by creation, any status) of each hash that has one."""
@@ -193,6 +227,13 @@ class TaskStore(Protocol):
         """Push the drafts in order, in one transaction, under each scheduler's push policy; one outcome each.
         A PUSHED task with a `schedule` link joins that schedule (created if `schedule_id` is None), whose
         deadline (and cron, if given) is set."""
+        ...
+
+    def push_with_decisions(
+        self, drafts: Sequence[TaskDraft], decisions_of: DecisionsOf, log: DecisionLog
+    ) -> list[PushOutcome]:
+        """`push_many(drafts)`, then `log.record(decisions_of(outcomes))`: both in the push's transaction when
+        `log` keeps its decisions in the store's own database, so a planner run commits once, not twice."""
         ...
 
     def cancel_queued_for_object(
@@ -403,36 +444,6 @@ class ScheduleRegistry(Protocol):
 
     def list_schedules(self, query: ScheduleQuery) -> SchedulePage:
         """Schedules matching `query`, newest first (ties broken by id), with the count before pagination."""
-        ...
-
-
-@dataclass(frozen=True)
-class DecisionRecord:
-    """The last decision a planner took about one (organisation, subject, plugin): kept for a retention window
-    so that `katsched explain` can say what happened last time, not only what would happen now.
-
-    `subject` is the object's reference (boefjes; "" for a boefje that takes none) or the raw file's id
-    (normalizers). `action` is a `rules.Action` value; `reason` a rule's reason or a push result.
-    """
-
-    organisation: str
-    subject: str
-    plugin_id: str
-    scheduler_id: str
-    action: str
-    reason: str
-    decided_at: datetime
-    task_id: uuid.UUID | None = None  # the task pushed, when one was
-    subject_data: Mapping[str, Any] | None = None  # the raw file (normalizers), so it can be reassessed
-
-
-class DecisionLog(Protocol):
-    def record(self, decisions: Sequence[DecisionRecord]) -> None:
-        """Keep each as the last decision of its (organisation, subject, plugin), replacing the one before."""
-        ...
-
-    def last(self, organisation: str, subject: str) -> dict[str, DecisionRecord]:
-        """The last decisions about the subject in the organisation, by plugin id."""
         ...
 
 

@@ -28,6 +28,8 @@ from katsched.core.models import (
 )
 from katsched.core.ports import (
     DecisionLog,
+    DecisionRecord,
+    DecisionsOf,
     ObjectGraph,
     PluginCatalog,
     PushOutcome,
@@ -386,10 +388,11 @@ class BoefjePlanner:
                     verdict.candidate.task.input_ooi, verdict.decision.reason,
                 )  # fmt: skip
         runs = [verdict for verdict in verdicts if verdict.decision.runs]
-        outcomes = iter(self._push(runs, summary, now))
-        applied = [replace(v, outcome=next(outcomes)) if v.decision.runs else v for v in verdicts]
-        self._decisions.record([decision_record(verdict, now) for verdict in applied])
-        return applied
+
+        def decisions_of(outcomes: Sequence[PushOutcome]) -> list[DecisionRecord]:
+            return [decision_record(verdict, now) for verdict in _with_outcomes(verdicts, outcomes)]
+
+        return _with_outcomes(verdicts, self._push(runs, summary, now, decisions_of))
 
     def _last_runs_in_bytes(self, candidates: Sequence[Candidate]) -> dict[BytesKey, BoefjeMeta]:
         """Bytes' last run of each candidate that has one: one question per object, for all its boefjes."""
@@ -407,8 +410,11 @@ class BoefjePlanner:
             found.update(((organisation, reference, boefje_id), meta) for boefje_id, meta in runs.items())
         return found
 
-    def _push(self, runs: Sequence[Verdict], summary: PlanSummary, now: datetime) -> list[PushOutcome]:
-        """Push each run's task (after its duplicates in other organisations); the runs' own outcomes."""
+    def _push(
+        self, runs: Sequence[Verdict], summary: PlanSummary, now: datetime, decisions_of: DecisionsOf
+    ) -> list[PushOutcome]:
+        """Push each run's task (after its duplicates in other organisations), with the decisions the runs'
+        own outcomes make; those outcomes."""
         groups = [self._with_duplicates(verdict, now) for verdict in runs]
         wanted = {item.hash for group in groups for item, _ in group if item.recurs and item.schedule is None}
         found = self._schedules.by_hashes(wanted) if wanted else {}
@@ -425,7 +431,11 @@ class BoefjePlanner:
                 )  # fmt: skip
                 planned.append(Planned(draft, reason))
             own.append(len(planned) - 1)  # the run's own task comes last in its group
-        outcomes = push_and_record(self._tasks, planned, summary)
+
+        def own_decisions(outcomes: Sequence[PushOutcome]) -> Sequence[DecisionRecord]:
+            return decisions_of([outcomes[index] for index in own])
+
+        outcomes = push_and_record(self._tasks, planned, summary, own_decisions, self._decisions)
         return [outcomes[index] for index in own]
 
     def _with_duplicates(self, verdict: Verdict, now: datetime) -> list[tuple[Candidate, str]]:
@@ -441,6 +451,14 @@ class BoefjePlanner:
             return replace(member, task=member.task.model_copy(update={"deduplication_key": key}))
 
         return [(grouped(twin), DEDUPLICATED) for twin in twins] + [(grouped(item), reason)]
+
+
+def _with_outcomes(verdicts: Sequence[Verdict], outcomes: Sequence[PushOutcome]) -> list[Verdict]:
+    """The verdicts, each run with its push outcome (`outcomes` in the order of the runs)."""
+    pending = iter(outcomes)
+    return [
+        replace(verdict, outcome=next(pending)) if verdict.decision.runs else verdict for verdict in verdicts
+    ]
 
 
 def _why_nothing(verdicts: Sequence[Verdict]) -> str | None:

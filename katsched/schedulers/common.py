@@ -8,7 +8,15 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import TypeVar
 
-from katsched.core.ports import DecisionRecord, PushOutcome, PushResult, TaskDraft, TaskStore
+from katsched.core.ports import (
+    DecisionLog,
+    DecisionRecord,
+    DecisionsOf,
+    PushOutcome,
+    PushResult,
+    TaskDraft,
+    TaskStore,
+)
 from katsched.errors import ServiceError, StorageUnavailable
 from katsched.schedulers.summary import PlanSummary
 
@@ -67,9 +75,20 @@ def deferring(planner: str, organisation: str) -> Iterator[None]:
         raise
 
 
-def push_and_record(store: TaskStore, planned: Sequence[Planned], summary: PlanSummary) -> list[PushOutcome]:
-    """Push the drafts in one transaction; count and log each outcome."""
-    outcomes = store.push_many([item.draft for item in planned])
+def push_and_record(
+    store: TaskStore,
+    planned: Sequence[Planned],
+    summary: PlanSummary,
+    decisions_of: DecisionsOf | None = None,
+    log: DecisionLog | None = None,
+) -> list[PushOutcome]:
+    """Push the drafts in one transaction, with the decisions their outcomes make when `log` is given; count
+    and log each outcome."""
+    drafts = [item.draft for item in planned]
+    if decisions_of is not None and log is not None:
+        outcomes = store.push_with_decisions(drafts, decisions_of, log)
+    else:
+        outcomes = store.push_many(drafts)
     for item, outcome in zip(planned, outcomes, strict=True):
         draft = item.draft
         if outcome.result is PushResult.PUSHED and outcome.task is not None:

@@ -155,8 +155,12 @@ class NormalizerPlanner:
                 "task_skipped scheduler=normalizer org=%s normalizer=%s raw_data_id=%s reason=%s",
                 event.organization, verdict.plugin_id or "-", event.raw_data.id, verdict.decision.reason,
             )  # fmt: skip
-        outcomes = {o.draft.id: o for o in push_and_record(self._tasks, planned, summary)}
-        self._decisions.record([normalizer_record(event, v, outcomes, now) for v in verdicts])
+
+        def decisions_of(outcomes: Sequence[PushOutcome]) -> list[DecisionRecord]:
+            by_id = {outcome.draft.id: outcome for outcome in outcomes}
+            return [normalizer_record(event, verdict, by_id, now) for verdict in verdicts]
+
+        push_and_record(self._tasks, planned, summary, decisions_of, self._decisions)
 
     def _normalizers(self, organisation: str, mime_types: Sequence[str]) -> list[Plugin]:
         """The organisation's normalizers for any of the mime types, each once, in order of first mention."""

@@ -22,12 +22,8 @@ class SqlDecisionLog:
     def record(self, records: Sequence[DecisionRecord]) -> None:
         if not records:
             return
-        # One row per key in a statement (PostgreSQL refuses to update a row twice in one INSERT), the last
-        # decision winning; in key order, so two daemons upserting overlapping keys cannot deadlock.
-        latest = {(r.organisation, r.subject, r.plugin_id): r for r in records}
-        rows = [_row(latest[key]) for key in sorted(latest)]
         with write(self.engine) as connection:
-            connection.execute(_upsert(connection), rows)
+            upsert_decisions(connection, records)
 
     def last(self, organisation: str, subject: str) -> dict[str, DecisionRecord]:
         statement = select(decisions).where(
@@ -35,6 +31,17 @@ class SqlDecisionLog:
         )
         with read(self.engine) as connection:
             return {row.plugin_id: _record(row) for row in connection.execute(statement)}
+
+
+def upsert_decisions(connection: Connection, records: Sequence[DecisionRecord]) -> None:
+    """Keep each record as the last decision of its key, in the open transaction `connection`."""
+    if not records:
+        return
+    # One row per key in a statement (PostgreSQL refuses to update a row twice in one INSERT), the last
+    # decision winning; in key order, so two daemons upserting overlapping keys cannot deadlock.
+    latest = {(r.organisation, r.subject, r.plugin_id): r for r in records}
+    rows = [_row(latest[key]) for key in sorted(latest)]
+    connection.execute(_upsert(connection), rows)
 
 
 def _row(record: DecisionRecord) -> dict[str, Any]:

@@ -12,7 +12,16 @@ from sqlalchemy import Engine, Integer, Select, bindparam, case, func, select, u
 
 from katsched.clock import Clock
 from katsched.core.models import Task
-from katsched.core.ports import NewRank, PoppedBy, PushOutcome, QueuedRank, TaskDraft
+from katsched.core.ports import (
+    DecisionLog,
+    DecisionsOf,
+    NewRank,
+    PoppedBy,
+    PushOutcome,
+    QueuedRank,
+    TaskDraft,
+)
+from katsched.store.decisions import SqlDecisionLog
 from katsched.store.engine import read, write
 from katsched.store.push import IS_QUEUED
 from katsched.store.queue import SqlTaskQueue, to_task
@@ -91,6 +100,15 @@ class SqlTaskStore:
 
     def push_many(self, drafts: Sequence[TaskDraft]) -> list[PushOutcome]:
         return self.queue.push_many(drafts)
+
+    def push_with_decisions(
+        self, drafts: Sequence[TaskDraft], decisions_of: DecisionsOf, log: DecisionLog
+    ) -> list[PushOutcome]:
+        if isinstance(log, SqlDecisionLog) and log.engine is self.engine:
+            return self.queue.push_many(drafts, decisions_of)
+        outcomes = self.push_many(drafts)
+        log.record(decisions_of(outcomes))
+        return outcomes
 
     def cancel_queued_for_object(
         self, scheduler_id: str, organisation: str, input_ooi: str, reason: str

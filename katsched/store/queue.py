@@ -33,11 +33,12 @@ from sqlalchemy.sql.util import ClauseAdapter
 from katsched.clock import Clock
 from katsched.core.filters import FilterExpr
 from katsched.core.models import PushPolicy, SchedulerKind, Task, TaskStatus
-from katsched.core.ports import PoppedBy, PushOutcome, TaskDraft, TaskPage, TaskQuery
+from katsched.core.ports import DecisionsOf, PoppedBy, PushOutcome, TaskDraft, TaskPage, TaskQuery
 from katsched.core.push import scheduler_kind
 from katsched.core.transitions import check_transition
 from katsched.errors import NotFound, StorageError
 from katsched.store import counts
+from katsched.store.decisions import upsert_decisions
 from katsched.store.engine import read, write
 from katsched.store.filters import compile_filter
 from katsched.store.history import add_reason
@@ -171,11 +172,17 @@ class SqlTaskQueue:
         (outcome,) = self.push_many([draft])
         return pushed_task(outcome)
 
-    def push_many(self, drafts: Sequence[TaskDraft]) -> list[PushOutcome]:
-        if not drafts:
+    def push_many(
+        self, drafts: Sequence[TaskDraft], decisions_of: DecisionsOf | None = None
+    ) -> list[PushOutcome]:
+        """`decisions_of`: the decisions the outcomes make, recorded in the push's transaction."""
+        if not drafts and decisions_of is None:
             return []
         with write(self.engine) as connection:
-            return push_drafts(connection, self.clock.now(), self.policy, drafts)
+            outcomes = push_drafts(connection, self.clock.now(), self.policy, drafts) if drafts else []
+            if decisions_of is not None:
+                upsert_decisions(connection, decisions_of(outcomes))
+        return outcomes
 
     # pop and peek
 
