@@ -25,10 +25,8 @@ from katsched.core.ports import (
     TaskDraft,
 )
 from katsched.core.push import prepare_draft, scheduler_kind
-from katsched.core.transitions import check_transition, lease_expired
+from katsched.core.transitions import LEASE_EXPIRED, check_transition, lease_expired
 from katsched.errors import NotFound
-
-LEASE_EXPIRED = "lease_expired"
 
 
 def _raw_file_id(task: Task) -> str | None:

@@ -86,12 +86,12 @@ def prune_command(
 ) -> None:
     """Delete finished tasks older than [retention] tasks_days and status history older than history_days,
     as the daemon's retention job does (in batches of batch_size, safe beside a running daemon)."""
+    from katsched import wiring
     from katsched.clock import SystemClock
     from katsched.schedulers.sweeps import PruneSummary, RetentionPolicy, prunable, prune_retention
-    from katsched.store.maintenance import SqlHousekeeping
 
     settings = load(config)
-    housekeeping = SqlHousekeeping(open_engine(settings))
+    housekeeping = wiring.housekeeping(open_engine(settings))
     retention = settings.retention
     policy = RetentionPolicy(retention.tasks_days, retention.history_days, retention.batch_size)
     if dry_run:

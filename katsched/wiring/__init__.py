@@ -129,6 +129,13 @@ def _schedulers(settings: Settings) -> list[tuple[SchedulerKind, SchedulerSettin
     return [(kind, settings.scheduler(kind)) for kind in SchedulerKind]
 
 
+def housekeeping(engine: Engine) -> SqlHousekeeping:
+    """The sweeps' and the retention job's store (`katsched db prune` beside the daemon's job)."""
+    from katsched.store.maintenance import SqlHousekeeping
+
+    return SqlHousekeeping(engine)
+
+
 def task_queue(settings: Settings, engine: Engine, clock: Clock) -> SqlTaskQueue:
     from katsched.store.queue import SqlTaskQueue
 
@@ -249,9 +256,7 @@ class Core:
 
     @property
     def housekeeping(self) -> SqlHousekeeping:
-        from katsched.store.maintenance import SqlHousekeeping
-
-        return SqlHousekeeping(self.engine)
+        return housekeeping(self.engine)
 
     def close(self) -> None:
         self.services.close()
