@@ -168,6 +168,14 @@ class MemoryDecisionLog:
                 key = (decision.organisation, decision.subject, decision.plugin_id)
                 self._last[key] = DecisionRecord(**{**vars(decision), "subject_data": kept})
 
+    def prune(self, older_than: datetime, batch_size: int) -> int:
+        """Forget up to `batch_size` decisions taken before `older_than`; how many."""
+        with self._lock:
+            old = [key for key, record in self._last.items() if record.decided_at < older_than][:batch_size]
+            for key in old:
+                del self._last[key]
+            return len(old)
+
     def last(self, organisation: str, subject: str) -> dict[str, DecisionRecord]:
         with self._lock:
             return {

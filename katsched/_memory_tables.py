@@ -26,6 +26,7 @@ class TaskRow:
     last_run_at: datetime | None = None
     rerank_at: datetime | None = None
     popped_by: PoppedBy | None = None  # who popped it last, and when
+    dispatch_expiries: int = 0  # dispatches lost with their runner, requeued by the sweep
 
 
 @dataclass

@@ -12,6 +12,7 @@ from collections.abc import Collection, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from katsched._memory_housekeeping import MemoryHousekeeping as MemoryHousekeeping
 from katsched._memory_schedules import MemoryDecisionLog as MemoryDecisionLog
 from katsched._memory_schedules import MemoryScheduleStore as MemoryScheduleStore
 from katsched._memory_schedules import MemorySeenPlugins as MemorySeenPlugins

@@ -18,6 +18,7 @@ from katsched.clock import Clock
 from katsched.core.models import PushPolicy, Schedule, Task, TaskStatus
 from katsched.core.ports import (
     DecisionLog,
+    Housekeeping,
     PoppedBy,
     ScheduleQuery,
     ScheduleStore,
@@ -27,12 +28,13 @@ from katsched.core.ports import (
 )
 from katsched.store.decisions import SqlDecisionLog
 from katsched.store.lookups import SqlTaskStore
-from katsched.store.maintenance import sweep_expired_leases
+from katsched.store.maintenance import SqlHousekeeping, sweep_expired_leases
 from katsched.store.plugins_seen import SqlSeenPlugins
 from katsched.store.queue import SqlTaskQueue
 from katsched.store.schedules import SqlScheduleStore
 from katsched.testing import (
     MemoryDecisionLog,
+    MemoryHousekeeping,
     MemoryScheduleStore,
     MemorySeenPlugins,
     MemoryTables,
@@ -95,6 +97,7 @@ class Stores:
     all_tasks: Callable[[str | None], list[Task]]  # newest first
     all_schedules: Callable[[str | None], list[Schedule]]  # newest first
     sweep_expired_leases: Sweep
+    housekeeping: Housekeeping
     engine: Engine | None = None  # the SQL implementations' database
 
 
@@ -102,17 +105,19 @@ def memory_stores(clock: Clock) -> Stores:
     tables = MemoryTables()
     tasks = MemoryTaskStore(tables, clock)
     schedules = MemoryScheduleStore(tables, clock)
+    decisions = MemoryDecisionLog()
     return Stores(
         kind="memory",
         tasks=tasks,
         schedules=schedules,
         seen=MemorySeenPlugins(),
-        decisions=MemoryDecisionLog(),
+        decisions=decisions,
         queue=tasks,
         schedule_rows=schedules,
         all_tasks=tasks.all_tasks,
         all_schedules=schedules.all_schedules,
         sweep_expired_leases=tasks.sweep_expired_leases,
+        housekeeping=MemoryHousekeeping(tables, decisions),
     )
 
 
@@ -140,5 +145,6 @@ def sql_stores(engine: Engine, clock: Clock) -> Stores:
         all_tasks=all_tasks,
         all_schedules=all_schedules,
         sweep_expired_leases=sweep,
+        housekeeping=SqlHousekeeping(engine),
         engine=engine,
     )
