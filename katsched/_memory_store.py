@@ -8,7 +8,7 @@ PostgreSQL.
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from katsched._memory_push import Batch
@@ -25,7 +25,7 @@ from katsched.core.ports import (
     TaskDraft,
 )
 from katsched.core.push import prepare_draft, scheduler_kind
-from katsched.core.transitions import LEASE_EXPIRED, check_transition, lease_expired
+from katsched.core.transitions import check_transition
 from katsched.errors import NotFound
 
 
@@ -197,19 +197,6 @@ class MemoryTaskStore:
                 if scheduler_id is None or row.task.scheduler_id == scheduler_id
             ]
         return sorted(found, key=lambda task: task.created_at, reverse=True)
-
-    def sweep_expired_leases(
-        self, scheduler_id: str, now: datetime, dispatch_timeout: timedelta, run_timeout: timedelta
-    ) -> list[uuid.UUID]:
-        """Fail DISPATCHED tasks not started in `dispatch_timeout`, RUNNING ones silent for `run_timeout`."""
-        with self.tables.write() as contents:
-            expired = [
-                row
-                for row in contents.tasks.values()
-                if row.task.scheduler_id == scheduler_id
-                and lease_expired(row.task.status, row.task.modified_at, now, dispatch_timeout, run_timeout)
-            ]
-            return [contents.set_status(row, TaskStatus.FAILED, now, LEASE_EXPIRED).id for row in expired]
 
 
 def _queued_in_pop_order(contents: Contents, scheduler_id: str) -> list[TaskRow]:

@@ -9,7 +9,7 @@ name them alike, so a test reads the same on every implementation.
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import Engine
@@ -28,7 +28,7 @@ from katsched.core.ports import (
 )
 from katsched.store.decisions import SqlDecisionLog
 from katsched.store.lookups import SqlTaskStore
-from katsched.store.maintenance import SqlHousekeeping, sweep_expired_leases
+from katsched.store.maintenance import SqlHousekeeping
 from katsched.store.plugins_seen import SqlSeenPlugins
 from katsched.store.queue import SqlTaskQueue
 from katsched.store.schedules import SqlScheduleStore
@@ -80,9 +80,6 @@ class ScheduleRows(Protocol):
     def by_hash(self, schedule_hash: str) -> Schedule | None: ...
 
 
-Sweep = Callable[[str, datetime, timedelta, timedelta], list[uuid.UUID]]
-
-
 @dataclass(frozen=True)
 class Stores:
     """The planners' store ports of one implementation, and a test's reads and moves beside them."""
@@ -96,7 +93,6 @@ class Stores:
     schedule_rows: ScheduleRows
     all_tasks: Callable[[str | None], list[Task]]  # newest first
     all_schedules: Callable[[str | None], list[Schedule]]  # newest first
-    sweep_expired_leases: Sweep
     housekeeping: Housekeeping
     engine: Engine | None = None  # the SQL implementations' database
 
@@ -116,7 +112,6 @@ def memory_stores(clock: Clock) -> Stores:
         schedule_rows=schedules,
         all_tasks=tasks.all_tasks,
         all_schedules=schedules.all_schedules,
-        sweep_expired_leases=tasks.sweep_expired_leases,
         housekeeping=MemoryHousekeeping(tables, decisions),
     )
 
@@ -131,9 +126,6 @@ def sql_stores(engine: Engine, clock: Clock) -> Stores:
     def all_schedules(scheduler_id: str | None) -> list[Schedule]:
         return rows.list_schedules(ScheduleQuery(scheduler_id=scheduler_id, limit=None)).schedules
 
-    def sweep(scheduler_id: str, now: datetime, dispatch: timedelta, run: timedelta) -> list[uuid.UUID]:
-        return sweep_expired_leases(engine, scheduler_id, now, dispatch, run)
-
     return Stores(
         kind="postgres" if engine.dialect.name == "postgresql" else "sqlite",
         tasks=SqlTaskStore(queue),
@@ -144,7 +136,6 @@ def sql_stores(engine: Engine, clock: Clock) -> Stores:
         schedule_rows=rows,
         all_tasks=all_tasks,
         all_schedules=all_schedules,
-        sweep_expired_leases=sweep,
         housekeeping=SqlHousekeeping(engine),
         engine=engine,
     )

@@ -36,6 +36,7 @@ from katsched.core.ports import (
     TaskDraft,
     TaskStore,
 )
+from katsched.core.transitions import LEASE_EXPIRED
 from katsched.schedulers.boefje import BoefjePlanner
 from katsched.schedulers.boefje_plan import BoefjePlannerSettings
 from katsched.schedulers.normalizer import NormalizerPlanner, NormalizerPlannerSettings
@@ -238,7 +239,10 @@ class World:
         return self.stores.all_schedules(scheduler)
 
     def sweep_expired_leases(self, scheduler: str) -> list[uuid.UUID]:
-        return self.stores.sweep_expired_leases(scheduler, self.clock.now(), DISPATCH_TIMEOUT, RUN_TIMEOUT)
+        now = self.clock.now()
+        return self.stores.housekeeping.sweep_expired_leases(
+            scheduler, now, DISPATCH_TIMEOUT, RUN_TIMEOUT, LEASE_EXPIRED
+        )
 
     def finish(self, task: Task, status: TaskStatus = S.COMPLETED) -> Task:
         """Pop the task (it must be the best queued one) and move it to `status`."""
