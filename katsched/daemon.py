@@ -178,7 +178,7 @@ class Daemon:
 
     def _new_recurring(self) -> Recurring:
         jobs = {"lease_sweep": self.sweep, "retention": self.prune, "metrics": self.refresh_metrics}
-        self.recurring = wiring.build_recurring(self.started, jobs)
+        self.recurring = wiring.build_recurring(self.started, self.settings.recurring, jobs)
         return self.recurring
 
     # the global jobs

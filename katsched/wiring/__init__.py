@@ -362,12 +362,15 @@ def job_intervals(recurring: RecurringSettings) -> dict[str, float]:
     }
 
 
-def build_recurring(core: Core, global_jobs: Mapping[str, Callable[[], JobResult]]) -> Recurring:
+def build_recurring(
+    core: Core, recurring: RecurringSettings, global_jobs: Mapping[str, Callable[[], JobResult]]
+) -> Recurring:
     """The APScheduler job sets: one per organisation of the catalogue, plus `global_jobs` by name (the
-    "metrics" job runs once at the start, so that `/health` knows the services soon)."""
+    "metrics" job runs once at the start, so that `/health` knows the services soon). `recurring`: the
+    settings as they are now (a SIGHUP reload changes them; a restarted scheduler takes the new ones)."""
     from katsched.recurring import GlobalJob, Recurring
 
-    recurring, intervals = core.settings.recurring, job_intervals(core.settings.recurring)
+    intervals = job_intervals(recurring)
     jobs: list[GlobalJob] = [
         GlobalJob(name, intervals[name], run, first_at_start=name == "metrics")
         for name, run in global_jobs.items()
