@@ -11,13 +11,13 @@ that builds it, so that `katsched queue ls` does not pay for them.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from katsched.core.models import PushPolicy, SchedulerKind
+from katsched.wiring._jobs import build_recurring, job_intervals, organisation_jobs
 from katsched.wiring._services import KAT_SERVICES, HealthCheck, Services, build_services, static_catalogue
 
 if TYPE_CHECKING:
@@ -25,15 +25,13 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from katsched.clock import Clock
-    from katsched.config import RecurringSettings, SchedulerSettings, Settings
+    from katsched.config import SchedulerSettings, Settings
     from katsched.intake import Batch, Handler, QueueConsumer
-    from katsched.recurring import GlobalJob, JobResult, OrganisationJob, Recurring
     from katsched.schedulers.boefje import BoefjePlanner
     from katsched.schedulers.boefje_plan import BoefjePlannerSettings
     from katsched.schedulers.explain import Explainer
     from katsched.schedulers.normalizer import NormalizerPlanner
     from katsched.schedulers.report import ReportPlanner
-    from katsched.schedulers.summary import PlanSummary
     from katsched.schedulers.sweeps import LeaseTimeouts
     from katsched.schedulers.unplanned import UnplannedEvents
     from katsched.store.maintenance import SqlHousekeeping
@@ -61,8 +59,6 @@ __all__ = [
     "static_catalogue",
     "task_queue",
 ]
-
-log = logging.getLogger("katsched.daemon")
 
 
 # -- the store -----------------------------------------------------------------------------------------------
@@ -310,78 +306,6 @@ def build_app(
             clock,
             boefje_planner_settings(settings),
         ),
-    )
-
-
-# -- the recurring jobs --------------------------------------------------------------------------------------
-
-
-def reported(summary: PlanSummary, organisation: str) -> JobResult:
-    """The summary's line at INFO when the run changed something; a quiet run is only a debug line."""
-    line = f"{summary.log_line()} org={organisation}"
-    if summary.created or summary.cancelled or sum(summary.disabled.values()):
-        return line
-    log.debug("%s", line)
-    return None
-
-
-def organisation_jobs(
-    planners: Planners, recurring: RecurringSettings, objects_known: bool
-) -> list[OrganisationJob]:
-    """Each organisation's job set. Enumerating objects for new plugins needs Octopoes: without it, none."""
-    from katsched.recurring import OrganisationJob
-
-    boefje, report = planners.boefje, planners.report
-
-    def rerank(organisation: str) -> JobResult:
-        changed = boefje.rerank_queued(organisation)
-        return f"tasks_reranked scheduler=boefje org={organisation} changed={changed}" if changed else None
-
-    intervals = job_intervals(recurring)
-    bodies: dict[str, Callable[[str], JobResult]] = {
-        "boefje.reschedule": lambda o: reported(boefje.reschedule_due(o), o),
-        "boefje.rerank": rerank,
-        "report.reschedule": lambda o: reported(report.reschedule_due(o), o),
-    }
-    if objects_known:
-        bodies["boefje.new_plugins"] = lambda o: reported(boefje.plan_new_plugins(o), o)
-    return [OrganisationJob(name, intervals[name], body) for name, body in bodies.items()]
-
-
-def job_intervals(recurring: RecurringSettings) -> dict[str, float]:
-    """Interval per job name, at the start and for a SIGHUP reload."""
-    return {
-        "boefje.reschedule": recurring.reschedule_interval,
-        "report.reschedule": recurring.reschedule_interval,
-        "boefje.rerank": recurring.rank_interval,
-        "boefje.new_plugins": recurring.new_plugins_interval,
-        "organisations": recurring.organisations_refresh_interval,
-        "lease_sweep": recurring.sweep_interval,
-        "retention": recurring.prune_interval,
-        "metrics": recurring.metrics_interval,
-    }
-
-
-def build_recurring(
-    core: Core, recurring: RecurringSettings, global_jobs: Mapping[str, Callable[[], JobResult]]
-) -> Recurring:
-    """The APScheduler job sets: one per organisation of the catalogue, plus `global_jobs` by name (the
-    "metrics" job runs once at the start, so that `/health` knows the services soon). `recurring`: the
-    settings as they are now (a SIGHUP reload changes them; a restarted scheduler takes the new ones)."""
-    from katsched.recurring import GlobalJob, Recurring
-
-    intervals = job_intervals(recurring)
-    jobs: list[GlobalJob] = [
-        GlobalJob(name, intervals[name], run, first_at_start=name == "metrics")
-        for name, run in global_jobs.items()
-    ]
-    return Recurring(
-        organisations=lambda: [org.id for org in core.services.catalog.organisations()],
-        organisation_jobs=organisation_jobs(core.planners, recurring, bool(core.settings.octopoes.url)),
-        global_jobs=jobs,
-        clock=core.clock,
-        organisations_interval=recurring.organisations_refresh_interval,
-        jitter=recurring.jitter,
     )
 
 
