@@ -40,6 +40,15 @@ _QUEUED_BY_HASH = (
     )
     .order_by(tasks.c.created_at)
 )
+# One hash (a single push): no ORDER BY, so SQLite always takes ix_tasks_identity with the status in it, even
+# before ANALYZE; a push keeps at most one QUEUED task per hash, so there is no newest to choose.
+_QUEUED_TWIN = (
+    select(tasks.c.id, tasks.c.hash, tasks.c.priority, tasks.c.data)
+    .where(tasks.c.scheduler_id == bindparam("scheduler_id"), tasks.c.hash == bindparam("hash"), IS_QUEUED)
+    .limit(1)
+)
+_INSERT_TASKS = insert(tasks)
+_INSERT_SCHEDULES = insert(schedules)
 
 
 @dataclass(frozen=True)
@@ -93,9 +102,12 @@ class _PushBatch:
         for item in prepared:
             by_scheduler.setdefault(item.draft.scheduler_id, set()).add(item.hash)
         for scheduler_id, hashes in by_scheduler.items():
-            found = self._connection.execute(
-                _QUEUED_BY_HASH, {"scheduler_id": scheduler_id, "hashes": list(hashes)}
-            )
+            if len(hashes) == 1:
+                (one,) = hashes
+                found = self._connection.execute(_QUEUED_TWIN, {"scheduler_id": scheduler_id, "hash": one})
+            else:
+                parameters = {"scheduler_id": scheduler_id, "hashes": list(hashes)}
+                found = self._connection.execute(_QUEUED_BY_HASH, parameters)
             for row in found:  # oldest first: the newest queued duplicate wins
                 self._queued[(scheduler_id, row.hash)] = _Queued(row.id, row.priority, row.data)
 
@@ -177,7 +189,7 @@ class _PushBatch:
     def _flush(self) -> None:
         # Schedules first: the tasks refer to them.
         if self._new_schedules:
-            self._connection.execute(insert(schedules), self._new_schedules)
+            self._connection.execute(_INSERT_SCHEDULES, self._new_schedules)
         if self._linked_schedules:
             self._connection.execute(LINK_SCHEDULE, self._linked_schedules)
         if self._new_tasks:
@@ -186,7 +198,7 @@ class _PushBatch:
 
     def _insert_tasks(self, rows: list[dict[str, Any]]) -> None:
         try:
-            self._connection.execute(insert(tasks), rows)
+            self._connection.execute(_INSERT_TASKS, rows[0] if len(rows) == 1 else rows)
         except IntegrityError as exc:
             if not _duplicate_key(exc):
                 raise  # a schedule that does not exist, say: the foreign key refuses
