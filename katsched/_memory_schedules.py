@@ -5,15 +5,20 @@ import copy
 import threading
 import uuid
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from katsched._memory_tables import MemoryTables
+from katsched._memory_filters import check_supported, matches
+from katsched._memory_tables import Contents, MemoryTables
 from katsched.clock import Clock
 from katsched.core.models import Schedule
-from katsched.core.ports import DecisionRecord
+from katsched.core.ports import DecisionRecord, SchedulePage, ScheduleQuery
 from katsched.core.transitions import ACTIVE
 from katsched.errors import NotAllowed, NotFound
+
+# The fields `update` may change, as `katsched.store.schedules.EDITABLE`.
+EDITABLE = frozenset({"hash", "data", "enabled", "schedule", "deadline_at", "organisation"})
 
 
 class MemoryScheduleStore:
@@ -117,6 +122,45 @@ class MemoryScheduleStore:
     def by_hash(self, schedule_hash: str) -> Schedule | None:
         return self.by_hashes([schedule_hash]).get(schedule_hash)
 
+    def update(self, schedule_id: uuid.UUID, changes: Mapping[str, Any]) -> Schedule:
+        """Apply `changes` to the editable fields, bumping modified_at."""
+        unknown = set(changes) - EDITABLE
+        if unknown:
+            raise ValueError(f"cannot update schedule fields {sorted(unknown)}")
+        with self.tables.write() as contents:
+            found = contents.schedules.get(schedule_id)
+            if found is None:
+                raise NotFound(f"schedule not found, by schedule_id: {schedule_id}")
+            new_hash = changes.get("hash")
+            if new_hash is not None and any(
+                s.hash == new_hash and s.id != schedule_id for s in contents.schedules.values()
+            ):
+                raise NotAllowed(f"schedule with the same hash already exists: {new_hash}")
+            values = {**found.model_dump(), **copy.deepcopy(dict(changes)), "modified_at": self.clock.now()}
+            updated = Schedule.model_validate(values)
+            contents.schedules[schedule_id] = updated
+            return updated.model_copy(deep=True)
+
+    def delete(self, schedule_id: uuid.UUID) -> bool:
+        """Remove a schedule; its tasks keep existing without one. False when there was nothing to delete."""
+        with self.tables.write() as contents:
+            for row in list(contents.tasks.values()):
+                if row.task.schedule_id == schedule_id:
+                    task = row.task.model_copy(update={"schedule_id": None})
+                    contents.tasks[task.id] = replace(row, task=task)
+            return contents.schedules.pop(schedule_id, None) is not None
+
+    def list_schedules(self, query: ScheduleQuery) -> SchedulePage:
+        """Schedules matching `query`, newest first (ties broken by id), with the count before pagination."""
+        if query.filters is not None:
+            check_supported(query.filters)
+        with self.tables.read() as contents:
+            found = [s for s in contents.schedules.values() if _matches_query(contents, s, query)]
+            found.sort(key=lambda schedule: (schedule.created_at, schedule.id), reverse=True)
+            end = None if query.limit is None else query.offset + query.limit
+            page = [schedule.model_copy(deep=True) for schedule in found[query.offset : end]]
+        return SchedulePage(count=len(found), schedules=page)
+
     def all_schedules(self, scheduler_id: str | None = None) -> list[Schedule]:
         """Every schedule (of one scheduler), newest first."""
         with self.tables.read() as contents:
@@ -126,6 +170,28 @@ class MemoryScheduleStore:
                 if scheduler_id is None or schedule.scheduler_id == scheduler_id
             ]
         return sorted(found, key=lambda schedule: schedule.created_at, reverse=True)
+
+
+def _matches_query(contents: Contents, schedule: Schedule, query: ScheduleQuery) -> bool:
+    equalities: list[tuple[object, object]] = [
+        (schedule.scheduler_id, query.scheduler_id),
+        (schedule.organisation, query.organisation),
+        (schedule.hash, query.hash),
+    ]
+    if any(wanted and found != wanted for found, wanted in equalities):
+        return False
+    if query.enabled is not None and schedule.enabled is not query.enabled:
+        return False
+    ranges = (
+        (schedule.deadline_at, query.min_deadline_at, query.max_deadline_at),
+        (schedule.created_at, query.min_created_at, query.max_created_at),
+    )
+    for value, low, high in ranges:
+        if (low is not None or high is not None) and value is None:
+            return False  # NULL is in no range, as in SQL
+        if value is not None and ((low is not None and value < low) or (high is not None and value > high)):
+            return False
+    return query.filters is None or matches(query.filters, schedule, contents.related)
 
 
 class MemorySeenPlugins:
@@ -190,5 +256,5 @@ if TYPE_CHECKING:  # mypy proves that the in-memory stores implement the ports
 
     def _implement_ports(
         schedules: MemoryScheduleStore, seen: MemorySeenPlugins, decisions: MemoryDecisionLog
-    ) -> tuple[ports.ScheduleStore, ports.SeenPlugins, ports.DecisionLog]:
-        return schedules, seen, decisions
+    ) -> tuple[ports.ScheduleStore, ports.ScheduleRegistry, ports.SeenPlugins, ports.DecisionLog]:
+        return schedules, schedules, seen, decisions

@@ -11,9 +11,11 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from katsched._memory_filters import check_supported, matches
 from katsched._memory_push import Batch
 from katsched._memory_tables import Contents, MemoryTables, TaskRow, copy_task
 from katsched.clock import Clock
+from katsched.core.filters import FilterExpr
 from katsched.core.models import PushPolicy, SchedulerKind, Task, TaskStatus
 from katsched.core.ports import (
     DecisionLog,
@@ -22,7 +24,9 @@ from katsched.core.ports import (
     PoppedBy,
     PushOutcome,
     QueuedRank,
+    Render,
     TaskDraft,
+    render_task,
 )
 from katsched.core.push import prepare_draft, scheduler_kind
 from katsched.core.transitions import check_transition
@@ -150,22 +154,52 @@ class MemoryTaskStore:
             queued = _queued_in_pop_order(contents, scheduler_id)
             return [copy_task(row.task) for row in queued[offset : offset + limit]]
 
-    def pop(self, scheduler_id: str, limit: int = 1, *, popped_by: PoppedBy | None = None) -> list[Task]:
-        """Move up to `limit` of the best QUEUED tasks to DISPATCHED, recording who took them; a boefje
-        deduplication group is handed out only once its best task is the best task overall, as in SQL."""
+    def pop(
+        self,
+        scheduler_id: str,
+        limit: int = 1,
+        filters: FilterExpr | None = None,
+        *,
+        popped_by: PoppedBy | None = None,
+    ) -> list[Task]:
+        """Move up to `limit` of the best matching QUEUED tasks to DISPATCHED, recording who took them."""
+        return [task for task, _ in self.pop_rendered(scheduler_id, limit, filters, popped_by=popped_by)]
+
+    def pop_rendered(
+        self,
+        scheduler_id: str,
+        limit: int = 1,
+        filters: FilterExpr | None = None,
+        render: Render = render_task,
+        *,
+        popped_by: PoppedBy | None = None,
+    ) -> list[tuple[Task, bytes]]:
+        """`pop`, each task with its rendering; a task that cannot be rendered is failed (with the reason) in
+        the same transaction, not handed out. A boefje deduplication group is handed out only once its best
+        task is the best matching task overall, as in SQL."""
         kind = scheduler_kind(scheduler_id)
+        if filters is not None:
+            check_supported(filters)
         if limit < 1:
             return []
         now = self.clock.now()
         who = (popped_by or PoppedBy(None, None)).bounded()
         with self.tables.write() as contents:
-            queued = _queued_in_pop_order(contents, scheduler_id)
+            queued = _queued_in_pop_order(contents, scheduler_id, filters)
             if kind is SchedulerKind.BOEFJE and queued:
                 head_key = queued[0].task.data.get("deduplication_key")
                 if head_key is not None:
                     queued = [row for row in queued if row.task.data.get("deduplication_key") == head_key]
             claimed = [replace(row, popped_by=replace(who, at=now)) for row in queued[:limit]]
-            return [contents.set_status(row, TaskStatus.DISPATCHED, now, None) for row in claimed]
+            popped: list[tuple[Task, bytes]] = []
+            for row in claimed:
+                task = contents.set_status(row, TaskStatus.DISPATCHED, now, None)
+                try:
+                    popped.append((copy_task(task), render(task)))
+                except (ValueError, RecursionError) as exc:
+                    reason = f"cannot be rendered as JSON: {str(exc).splitlines()[0]}"
+                    contents.set_status(contents.tasks[task.id], TaskStatus.FAILED, now, reason)
+            return popped
 
     def popped_by(self, task_id: uuid.UUID) -> PoppedBy | None:
         with self.tables.read() as contents:
@@ -199,10 +233,14 @@ class MemoryTaskStore:
         return sorted(found, key=lambda task: task.created_at, reverse=True)
 
 
-def _queued_in_pop_order(contents: Contents, scheduler_id: str) -> list[TaskRow]:
-    return sorted(
-        contents.queued(scheduler_id), key=lambda row: (row.task.priority or 0, row.task.created_at)
-    )
+def _queued_in_pop_order(
+    contents: Contents, scheduler_id: str, filters: FilterExpr | None = None
+) -> list[TaskRow]:
+    """The scheduler's QUEUED tasks matching `filters`, best first: priority, then age, then id."""
+    queued = contents.queued(scheduler_id)
+    if filters is not None:
+        queued = [row for row in queued if matches(filters, row.task, contents.related)]
+    return sorted(queued, key=lambda row: (row.task.priority or 0, row.task.created_at, row.task.id))
 
 
 if TYPE_CHECKING:  # mypy proves that the in-memory store implements the port

@@ -56,6 +56,14 @@ class Contents:
         self.history.setdefault(task.id, []).append((status, now, reason))
         return task
 
+    def related(self, relation: str, row: Task | Schedule) -> list[Task | Schedule]:
+        """The rows a filter's relationship reaches: a task's schedule, or a schedule's tasks."""
+        if isinstance(row, Task):
+            schedule = self.schedules.get(row.schedule_id) if row.schedule_id is not None else None
+            return [schedule] if relation == "schedule" and schedule is not None else []
+        tasks = self.tasks.values()
+        return [t.task for t in tasks if relation == "tasks" and t.task.schedule_id == row.id]
+
     def refuse_taken_hash(self, schedule_hash: str | None) -> None:
         """Schedule hashes are unique, as the table's unique index keeps them."""
         if schedule_hash is not None and any(s.hash == schedule_hash for s in self.schedules.values()):

@@ -3,8 +3,9 @@
 Each fake answers as its real adapter does against the real service (the contract suites in
 `tests/contract/test_kat_ports.py` and `tests/contract/test_store_contract.py` run the same cases on both),
 and is safe to share between threads. The planners' store ports live in private modules, re-exported here:
-`MemoryTaskStore` and `MemoryScheduleStore` (sharing one `MemoryTables`), `MemorySeenPlugins`,
-`MemoryDecisionLog`.
+`MemoryTaskStore` and `MemoryScheduleStore` (sharing one `MemoryTables`), `MemoryTaskQueue` (the
+`TaskQueue` port: a `MemoryTaskStore` with the queue's single push, updates, listing and counts; the
+`ScheduleRegistry` port is `MemoryScheduleStore`), `MemorySeenPlugins`, `MemoryDecisionLog`.
 """
 
 import threading
@@ -13,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from katsched._memory_housekeeping import MemoryHousekeeping as MemoryHousekeeping
+from katsched._memory_queue import MemoryTaskQueue as MemoryTaskQueue
 from katsched._memory_schedules import MemoryDecisionLog as MemoryDecisionLog
 from katsched._memory_schedules import MemoryScheduleStore as MemoryScheduleStore
 from katsched._memory_schedules import MemorySeenPlugins as MemorySeenPlugins
@@ -262,8 +264,14 @@ def _started(meta: BoefjeMeta) -> datetime:
 
 
 if TYPE_CHECKING:  # mypy proves that the fakes implement the ports
+    from katsched.core.ports import ScheduleRegistry, TaskQueue
 
     def _implement_ports(
         catalog: InMemoryCatalog, graph: InMemoryObjectGraph, raw: InMemoryRawDataIndex, clock: FakeClock
     ) -> tuple[PluginCatalog, ObjectGraph, RawDataIndex, Clock]:
         return catalog, graph, raw, clock
+
+    def _implement_store_ports(
+        queue: MemoryTaskQueue, schedules: MemoryScheduleStore
+    ) -> tuple[TaskQueue, ScheduleRegistry]:
+        return queue, schedules

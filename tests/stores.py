@@ -21,9 +21,11 @@ from katsched.core.ports import (
     Housekeeping,
     PoppedBy,
     ScheduleQuery,
+    ScheduleRegistry,
     ScheduleStore,
     SeenPlugins,
     TaskQuery,
+    TaskQueue,
     TaskStore,
 )
 from katsched.store.decisions import SqlDecisionLog
@@ -38,7 +40,7 @@ from katsched.testing import (
     MemoryScheduleStore,
     MemorySeenPlugins,
     MemoryTables,
-    MemoryTaskStore,
+    MemoryTaskQueue,
 )
 
 IMPLEMENTATIONS = ("memory", "sqlite", "postgres")
@@ -94,12 +96,14 @@ class Stores:
     all_tasks: Callable[[str | None], list[Task]]  # newest first
     all_schedules: Callable[[str | None], list[Schedule]]  # newest first
     housekeeping: Housekeeping
+    task_queue: TaskQueue  # the API's and the CLI's ports, on the same tables
+    registry: ScheduleRegistry
     engine: Engine | None = None  # the SQL implementations' database
 
 
 def memory_stores(clock: Clock) -> Stores:
     tables = MemoryTables()
-    tasks = MemoryTaskStore(tables, clock)
+    tasks = MemoryTaskQueue(tables, clock)
     schedules = MemoryScheduleStore(tables, clock)
     decisions = MemoryDecisionLog()
     return Stores(
@@ -113,6 +117,8 @@ def memory_stores(clock: Clock) -> Stores:
         all_tasks=tasks.all_tasks,
         all_schedules=schedules.all_schedules,
         housekeeping=MemoryHousekeeping(tables, decisions),
+        task_queue=tasks,
+        registry=schedules,
     )
 
 
@@ -137,5 +143,7 @@ def sql_stores(engine: Engine, clock: Clock) -> Stores:
         all_tasks=all_tasks,
         all_schedules=all_schedules,
         housekeeping=SqlHousekeeping(engine),
+        task_queue=queue,
+        registry=rows,
         engine=engine,
     )

@@ -314,6 +314,11 @@ class TaskPage:
 Render = Callable[[Task], bytes]
 
 
+def render_task(task: Task) -> bytes:
+    """The default rendering of a popped task: its JSON."""
+    return task.model_dump_json().encode()
+
+
 class TaskQueue(Protocol):
     """The durable priority queue of each scheduler, as the API, the CLI and the runners use it. Unknown
     tasks raise `NotFound`, an unknown scheduler too; a status change the transition table forbids raises

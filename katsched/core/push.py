@@ -8,8 +8,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from katsched.core.hashing import task_hash
-from katsched.core.models import PAYLOAD_TYPES, PushPolicy, SchedulerKind, TaskPayload
-from katsched.core.ports import PushResult, TaskDraft
+from katsched.core.models import PAYLOAD_TYPES, PushPolicy, SchedulerKind, Task, TaskPayload
+from katsched.core.ports import PushOutcome, PushResult, TaskDraft
 from katsched.errors import InvalidItem, NotAllowed, NotFound, QueueFull
 
 
@@ -133,3 +133,14 @@ def decide_draft(
     except QueueFull as full:
         return Refusal(PushResult.QUEUE_FULL, str(full))
     return action
+
+
+def pushed_task(outcome: PushOutcome) -> Task:
+    """The task a single push queued, or its refusal raised."""
+    if outcome.task is not None:
+        return outcome.task
+    if outcome.result is PushResult.QUEUE_FULL:
+        raise QueueFull(outcome.refusal)
+    refused = NotAllowed(outcome.refusal)
+    refused.twin_id = outcome.twin_id
+    raise refused

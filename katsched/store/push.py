@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from katsched.core.models import PushPolicy, Task, TaskStatus
 from katsched.core.ports import PushOutcome, PushResult, TaskDraft
 from katsched.core.push import PreparedDraft, PushAction, Refusal, decide_draft, prepare_draft
-from katsched.errors import NotAllowed, QueueFull
+from katsched.errors import NotAllowed
 from katsched.store import counts
 from katsched.store.schedule_links import LINK_SCHEDULE, linked_schedule, new_schedule
 from katsched.store.tables import schedules, tasks
@@ -64,17 +64,6 @@ def push_drafts(
     """Push `drafts` in the open write transaction `connection`; one outcome each, in order."""
     prepared = [prepare_draft(draft) for draft in drafts]
     return _PushBatch(connection, now, policy_for).run(prepared)
-
-
-def pushed_task(outcome: PushOutcome) -> Task:
-    """The task a single push queued, or its refusal raised."""
-    if outcome.task is not None:
-        return outcome.task
-    if outcome.result is PushResult.QUEUE_FULL:
-        raise QueueFull(outcome.refusal)
-    refused = NotAllowed(outcome.refusal)
-    refused.twin_id = outcome.twin_id
-    raise refused
 
 
 class _PushBatch:

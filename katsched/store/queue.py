@@ -33,8 +33,16 @@ from sqlalchemy.sql.util import ClauseAdapter
 from katsched.clock import Clock
 from katsched.core.filters import FilterExpr
 from katsched.core.models import PushPolicy, SchedulerKind, Task, TaskStatus
-from katsched.core.ports import DecisionsOf, PoppedBy, PushOutcome, TaskDraft, TaskPage, TaskQuery
-from katsched.core.push import scheduler_kind
+from katsched.core.ports import (
+    DecisionsOf,
+    PoppedBy,
+    PushOutcome,
+    TaskDraft,
+    TaskPage,
+    TaskQuery,
+    render_task,
+)
+from katsched.core.push import pushed_task, scheduler_kind
 from katsched.core.transitions import check_transition
 from katsched.errors import NotFound, StorageError
 from katsched.store import counts
@@ -42,7 +50,7 @@ from katsched.store.decisions import upsert_decisions
 from katsched.store.engine import read, write
 from katsched.store.filters import compile_filter
 from katsched.store.history import add_reason
-from katsched.store.push import IS_QUEUED, push_drafts, pushed_task
+from katsched.store.push import IS_QUEUED, push_drafts
 from katsched.store.tables import task_events, tasks
 
 logger = logging.getLogger("katsched.store")
@@ -54,10 +62,6 @@ MANUAL_RANK = {"last_run_at": None, "rerank_at": None}
 
 def to_task(row: Row[Any]) -> Task:
     return Task.model_validate(row._mapping)
-
-
-def render_task(task: Task) -> bytes:
-    return task.model_dump_json().encode()
 
 
 def _rendered(
