@@ -31,6 +31,7 @@ from katsched.core.rules import (
     schedule_still_valid,
     when_last_ran,
 )
+from tests.world import boefje
 
 S = TaskStatus
 Op = MutationOperation
@@ -42,15 +43,7 @@ POLICY = RunPolicy(grace_period=GRACE, dispatch_timeout=DISPATCH_TIMEOUT, run_ti
 
 
 def plugin(**fields: Any) -> Plugin:
-    defaults: dict[str, Any] = {
-        "id": "dns-records",
-        "type": "boefje",
-        "enabled": True,
-        "scan_level": 1,
-        "consumes": ["Hostname"],
-        "produces": [],
-    }
-    return Plugin(**(defaults | fields))
+    return boefje(**fields)
 
 
 def ooi(level: int | None = 1, object_type: str = "Hostname") -> OOI:
