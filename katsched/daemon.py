@@ -20,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from katsched import __version__, wiring
+from katsched import wiring
 from katsched.api.server import ApiServer, bind
 from katsched.clock import Clock, SystemClock
 from katsched.config import Settings, load_settings
@@ -30,8 +30,6 @@ from katsched.intake import QueueConsumer
 from katsched.logs import configure_logging, secrets_of
 from katsched.recurring import JobResult, Recurring
 from katsched.schedulers.sweeps import RetentionPolicy, prune_retention, sweep_stalled
-from katsched.store.daemon_state import DaemonState, DaemonStateStore
-from katsched.store.migrate import current_revision
 from katsched.supervisor import (
     Component,
     Fatal,
@@ -63,7 +61,6 @@ class Daemon:
         self.signals = Signals("daemon")
         self.instance_id = f"{socket.gethostname()}:{os.getpid()}"
         self.core: wiring.Core | None = None
-        self.state_store: DaemonStateStore | None = None
         self.supervisor: Supervisor | None = None
         self.recurring: Recurring | None = None
         self.consumers: dict[str, QueueConsumer] = {}
@@ -95,16 +92,13 @@ class Daemon:
             bind(self.settings.api.host, self.settings.api.port).close()
         engine = wiring.open_engine(self.settings)
         self.core = wiring.build_core(self.settings, engine, self.clock, self._known_organisations)
-        self.state_store = DaemonStateStore(engine)
-        now = self.clock.now()
-        hostname, pid = socket.gethostname(), os.getpid()
-        self.state_store.register(DaemonState(self.instance_id, hostname, pid, __version__, now, now))
+        self.core.register_daemon(self.instance_id, socket.gethostname(), os.getpid())
         self.supervisor = Supervisor(self._slots(), clock=self.clock)
         self.supervisor.start_all()
         log.info(
             "daemon_ready database=%s revision=%s components=%s",
             engine.url.render_as_string(hide_password=True),
-            current_revision(engine),
+            self.core.schema_revision(),
             ",".join(slot.name for slot in self.supervisor.slots),
         )
         self.notifier.ready(self._status_line())
@@ -216,9 +210,9 @@ class Daemon:
         self.notifier.status(self._status_line())
 
     def _write_state(self, *, stopped: bool) -> None:
-        store = self.state_store
-        if store is None:
+        if self.core is None:
             return
+        store = self.core.daemon_states
         try:
             if stopped:
                 store.mark_stopped(self.instance_id, self.clock.now(), self.components())

@@ -27,11 +27,11 @@ def _store(config: ConfigOption, *, read_only: bool) -> "SqlScheduleStore":
     from katsched.cli.common import open_engine, open_read_only
     from katsched.clock import SystemClock
     from katsched.config import load_settings
-    from katsched.store.schedules import SqlScheduleStore
+    from katsched.wiring import schedule_store
 
     settings = load_settings(config)
     engine = open_read_only(settings) if read_only else open_engine(settings)
-    return SqlScheduleStore(engine, SystemClock())
+    return schedule_store(engine, SystemClock())
 
 
 def schedule_table(found: list[Schedule], title: str, width: int) -> Table:

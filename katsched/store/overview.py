@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, func, select
 
-from katsched.core.models import TaskStatus
+from katsched.core.models import SchedulerKind, TaskStatus
 from katsched.core.transitions import LEASE_EXPIRED, TERMINAL
 from katsched.store import counts
 from katsched.store.daemon_state import DaemonState, DaemonStateStore
@@ -16,7 +16,6 @@ from katsched.store.engine import read
 from katsched.store.schedules import has_active_task
 from katsched.store.tables import schedules, task_events, tasks
 
-SCHEDULERS = ("boefje", "normalizer", "report")
 IN_FLIGHT = (TaskStatus.QUEUED.value, TaskStatus.DISPATCHED.value, TaskStatus.RUNNING.value)
 MINUTES = 60
 
@@ -85,7 +84,7 @@ def take_overview(engine: Engine, now: datetime, *, overdue_after: timedelta, to
 
 
 def _loads(connection: Connection) -> list[SchedulerLoad]:
-    found: dict[str, dict[str, Any]] = {name: {} for name in SCHEDULERS}
+    found: dict[str, dict[str, Any]] = {kind.value: {} for kind in SchedulerKind}
     for scheduler_id, _organisation, status, number in counts.counted(connection):
         if status.value in IN_FLIGHT:
             loads = found.setdefault(scheduler_id, {})

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from katsched.schedulers.report import ReportPlanner
     from katsched.schedulers.sweeps import LeaseTimeouts
     from katsched.schedulers.unplanned import UnplannedEvents
+    from katsched.store.daemon_state import DaemonStateStore
     from katsched.store.maintenance import SqlHousekeeping
     from katsched.store.queue import SqlTaskQueue
     from katsched.store.schedules import SqlScheduleStore
@@ -150,6 +151,13 @@ class Planners:
     unplanned: UnplannedEvents
 
 
+def schedule_store(engine: Engine, clock: Clock) -> SqlScheduleStore:
+    """The schedules: the planners' view of them and the API's and CLI's rows."""
+    from katsched.store.schedules import SqlScheduleStore
+
+    return SqlScheduleStore(engine, clock)
+
+
 def boefje_planner_settings(settings: Settings) -> BoefjePlannerSettings:
     from katsched.schedulers.boefje_plan import BoefjePlannerSettings
 
@@ -181,10 +189,9 @@ def build_planners(
     from katsched.store.decisions import SqlDecisionLog
     from katsched.store.lookups import SqlTaskStore
     from katsched.store.plugins_seen import SqlSeenPlugins
-    from katsched.store.schedules import SqlScheduleStore
 
     engine = queue.engine
-    tasks, schedules, decisions = SqlTaskStore(queue), SqlScheduleStore(engine, clock), SqlDecisionLog(engine)
+    tasks, schedules, decisions = SqlTaskStore(queue), schedule_store(engine, clock), SqlDecisionLog(engine)
     unplanned = UnplannedEvents(clock, known_organisations=known_organisations)
     boefje = BoefjePlanner(
         tasks=tasks,
@@ -254,6 +261,26 @@ class Core:
     def housekeeping(self) -> SqlHousekeeping:
         return housekeeping(self.engine)
 
+    @property
+    def daemon_states(self) -> DaemonStateStore:
+        """Where each daemon registers itself and writes its heartbeat."""
+        from katsched.store.daemon_state import DaemonStateStore
+
+        return DaemonStateStore(self.engine)
+
+    def register_daemon(self, instance_id: str, hostname: str, pid: int) -> None:
+        """This daemon's row in the daemon states, written afresh at start."""
+        from katsched import __version__
+        from katsched.store.daemon_state import DaemonState
+
+        now = self.clock.now()
+        self.daemon_states.register(DaemonState(instance_id, hostname, pid, __version__, now, now))
+
+    def schema_revision(self) -> str | None:
+        from katsched.store.migrate import current_revision
+
+        return current_revision(self.engine)
+
     def close(self) -> None:
         self.services.close()
         self.engine.dispose()
@@ -266,12 +293,10 @@ def build_core(
     known_organisations: Callable[[], Collection[str]] = frozenset,
 ) -> Core:
     """Everything over an open engine; no I/O (the KAT clients connect on first use)."""
-    from katsched.store.schedules import SqlScheduleStore
-
     queue = task_queue(settings, engine, clock)
     services = build_services(settings, clock)
     planners = build_planners(settings, queue, clock, services, known_organisations)
-    return Core(settings, clock, queue, SqlScheduleStore(engine, clock), services, planners)
+    return Core(settings, clock, queue, schedule_store(engine, clock), services, planners)
 
 
 def build_app(
