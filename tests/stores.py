@@ -9,7 +9,6 @@ name them alike, so a test reads the same on every implementation.
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import Engine
@@ -64,24 +63,6 @@ class QueueMoves(Protocol):
     def history(self, task_id: uuid.UUID) -> list[tuple[TaskStatus, Any, str | None]]: ...
 
 
-class ScheduleRows(Protocol):
-    def create(
-        self,
-        scheduler_id: str,
-        organisation: str,
-        data: dict[str, Any],
-        schedule_hash: str | None,
-        *,
-        schedule: str | None = None,
-        deadline_at: datetime | None = None,
-        enabled: bool = True,
-    ) -> Schedule: ...
-
-    def get(self, schedule_id: uuid.UUID) -> Schedule: ...
-
-    def by_hash(self, schedule_hash: str) -> Schedule | None: ...
-
-
 @dataclass(frozen=True)
 class Stores:
     """The planners' store ports of one implementation, and a test's reads and moves beside them."""
@@ -92,7 +73,6 @@ class Stores:
     seen: SeenPlugins
     decisions: DecisionLog
     queue: QueueMoves
-    schedule_rows: ScheduleRows
     all_tasks: Callable[[str | None], list[Task]]  # newest first
     all_schedules: Callable[[str | None], list[Schedule]]  # newest first
     housekeeping: Housekeeping
@@ -113,7 +93,6 @@ def memory_stores(clock: Clock) -> Stores:
         seen=MemorySeenPlugins(),
         decisions=decisions,
         queue=tasks,
-        schedule_rows=schedules,
         all_tasks=tasks.all_tasks,
         all_schedules=schedules.all_schedules,
         housekeeping=MemoryHousekeeping(tables, decisions),
@@ -139,7 +118,6 @@ def sql_stores(engine: Engine, clock: Clock) -> Stores:
         seen=SqlSeenPlugins(engine),
         decisions=SqlDecisionLog(engine),
         queue=queue,
-        schedule_rows=rows,
         all_tasks=all_tasks,
         all_schedules=all_schedules,
         housekeeping=SqlHousekeeping(engine),

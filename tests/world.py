@@ -32,6 +32,7 @@ from katsched.core.ports import (
     PluginCatalog,
     PushResult,
     RawDataIndex,
+    ScheduleRegistry,
     ScheduleStore,
     TaskDraft,
     TaskStore,
@@ -44,7 +45,7 @@ from katsched.schedulers.report import ReportPlanner, ReportPlannerSettings
 from katsched.schedulers.unplanned import UnplannedEvents
 from katsched.testing import FakeClock, InMemoryCatalog, InMemoryObjectGraph, InMemoryRawDataIndex
 from tests.conftest import START
-from tests.stores import QueueMoves, ScheduleRows, Stores, memory_stores, sql_stores
+from tests.stores import QueueMoves, Stores, memory_stores, sql_stores
 
 __all__ = ["START", "memory_world", "sql_world"]
 
@@ -156,8 +157,8 @@ class World:
         return self.stores.decisions
 
     @property
-    def schedule_rows(self) -> ScheduleRows:
-        return self.stores.schedule_rows
+    def schedule_rows(self) -> ScheduleRegistry:
+        return self.stores.registry
 
     def boefjes(
         self,

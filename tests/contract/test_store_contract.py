@@ -147,7 +147,7 @@ def test_manual_tasks_pushed_in_the_batch_take_room_in_the_queue(stores: Stores)
 
 def test_push_many_creates_or_links_schedules(stores: Stores, clock: FakeClock) -> None:
     deadline = clock.now() + GRACE
-    existing = stores.schedule_rows.create(
+    existing = stores.registry.create(
         "boefje", ORG, boefje_data("dns-records", "b"), None, schedule="5 * * * *"
     )
     clock.advance(minutes=1)
@@ -158,20 +158,20 @@ def test_push_many_creates_or_links_schedules(stores: Stores, clock: FakeClock) 
         draft("c"),
     )
     assert created.hash is not None
-    new_schedule = stores.schedule_rows.by_hash(created.hash)
+    new_schedule = stores.registry.by_hash(created.hash)
     assert new_schedule is not None and created.schedule_id == new_schedule.id
     assert (new_schedule.organisation, new_schedule.data, new_schedule.enabled) == (ORG, created.data, True)
     assert (new_schedule.schedule, new_schedule.deadline_at) == ("0 0 * * *", deadline)
     assert new_schedule.created_at == new_schedule.modified_at == clock.now()
     assert linked.schedule_id == existing.id
-    relinked = stores.schedule_rows.get(existing.id)
+    relinked = stores.registry.get(existing.id)
     assert (relinked.deadline_at, relinked.schedule) == (deadline, "5 * * * *")  # no cron given: kept
     assert relinked.modified_at == clock.now()
     pushed(stores, draft("d", link=ScheduleLink(existing.id, None, cron="1 1 * * *")))
-    moved = stores.schedule_rows.get(existing.id)
+    moved = stores.registry.get(existing.id)
     assert (moved.schedule, moved.deadline_at) == ("1 1 * * *", None)
     assert plain.schedule_id is None and plain.hash is not None
-    assert stores.schedule_rows.by_hash(plain.hash) is None
+    assert stores.registry.by_hash(plain.hash) is None
 
 
 def test_an_update_allowed_by_the_policy_joins_the_schedule_and_takes_the_new_rank(
@@ -182,12 +182,12 @@ def test_an_update_allowed_by_the_policy_joins_the_schedule_and_takes_the_new_ra
     deadline = clock.now() + GRACE
     (again,) = pushed(stores, draft("a", priority=4, link=ScheduleLink(None, deadline)))
     assert again.id == first.id and again.schedule_id is not None
-    assert stores.schedule_rows.get(again.schedule_id).deadline_at == deadline
+    assert stores.registry.get(again.schedule_id).deadline_at == deadline
     assert stores.tasks.ranks_due("boefje", ORG, clock.now() + GRACE, limit=10) == []  # no rank facts now
 
 
 def test_a_failing_batch_leaves_nothing_behind(stores: Stores) -> None:
-    taken = stores.schedule_rows.create("boefje", ORG, {}, "0" * 32)
+    taken = stores.registry.create("boefje", ORG, {}, "0" * 32)
     bad = TaskDraft(
         "boefje", ORG, 10, boefje_data("dns-records", "b"), schedule=ScheduleLink(uuid.uuid4(), None)
     )

@@ -40,11 +40,11 @@ def test_a_full_queue_refuses_with_its_size(stores: Stores) -> None:
 
 
 def test_a_draft_joins_an_existing_schedule_as_it_is(stores: Stores, clock: FakeClock) -> None:
-    schedule = stores.schedule_rows.create("boefje", ORG, {}, None, deadline_at=clock.now() + GRACE)
+    schedule = stores.registry.create("boefje", ORG, {}, None, deadline_at=clock.now() + GRACE)
     clock.advance(minutes=1)
     (task,) = pushed(stores, replace(draft("a"), schedule_id=schedule.id))
     assert task.schedule_id == schedule.id
-    assert stores.schedule_rows.get(schedule.id) == schedule  # deadline and modified_at untouched
+    assert stores.registry.get(schedule.id) == schedule  # deadline and modified_at untouched
 
 
 def test_a_draft_whose_id_is_taken_fails_the_batch(stores: Stores) -> None:

@@ -26,7 +26,7 @@ def schedule(
 ) -> Schedule:
     """A schedule whose deadline is `due_in` from now (None: no deadline), its hash `key` repeated."""
     deadline = clock.now() + due_in if due_in is not None else None
-    return stores.schedule_rows.create(scheduler, org, {}, key * 32, deadline_at=deadline)
+    return stores.registry.create(scheduler, org, {}, key * 32, deadline_at=deadline)
 
 
 def join(stores: Stores, due: Schedule, reference: str) -> uuid.UUID:
@@ -44,7 +44,7 @@ def join(stores: Stores, due: Schedule, reference: str) -> uuid.UUID:
 
 
 def test_schedule_lookups_deadlines_and_disabling(stores: Stores, clock: FakeClock) -> None:
-    rows, store = stores.schedule_rows, stores.schedules
+    rows, store = stores.registry, stores.schedules
     a = rows.create("boefje", ORG, {}, "a" * 32, deadline_at=clock.now())
     b = rows.create("boefje", ORG, {}, "b" * 32)
     assert store.by_hashes(["a" * 32, "b" * 32, "c" * 32]) == {"a" * 32: a, "b" * 32: b}
