@@ -5,7 +5,8 @@ Each fake answers as its real adapter does against the real service (the contrac
 and is safe to share between threads. The planners' store ports live in private modules, re-exported here:
 `MemoryTaskStore` and `MemoryScheduleStore` (sharing one `MemoryTables`), `MemoryTaskQueue` (the
 `TaskQueue` port: a `MemoryTaskStore` with the queue's single push, updates, listing and counts; the
-`ScheduleRegistry` port is `MemoryScheduleStore`), `MemorySeenPlugins`, `MemoryDecisionLog`.
+`ScheduleRegistry` port is `MemoryScheduleStore`), `MemorySeenPlugins`, `MemoryDecisionLog`, and
+`MemoryJobLeases` (the `JobLeases` port).
 """
 
 import threading
@@ -14,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from katsched._memory_housekeeping import MemoryHousekeeping as MemoryHousekeeping
+from katsched._memory_leases import MemoryJobLeases as MemoryJobLeases
 from katsched._memory_queue import MemoryTaskQueue as MemoryTaskQueue
 from katsched._memory_schedules import MemoryDecisionLog as MemoryDecisionLog
 from katsched._memory_schedules import MemoryScheduleStore as MemoryScheduleStore

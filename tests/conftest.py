@@ -52,7 +52,7 @@ def postgres_engine(postgres_url: str) -> Iterator[Engine]:
 def empty_postgres(engine: Engine) -> Engine:
     with engine.begin() as connection:
         tables = "task_events, tasks, schedules, plugins_seen, daemon_state, decisions, task_counts"
-        connection.execute(text(f"TRUNCATE {tables}, task_hour_counts CASCADE"))
+        connection.execute(text(f"TRUNCATE {tables}, task_hour_counts, job_leases CASCADE"))
     return engine
 
 

@@ -18,6 +18,7 @@ from katsched.core.models import PushPolicy, Schedule, Task, TaskStatus
 from katsched.core.ports import (
     DecisionLog,
     Housekeeping,
+    JobLeases,
     PoppedBy,
     ScheduleQuery,
     ScheduleRegistry,
@@ -28,6 +29,7 @@ from katsched.core.ports import (
     TaskStore,
 )
 from katsched.store.decisions import SqlDecisionLog
+from katsched.store.leases import SqlJobLeases
 from katsched.store.lookups import SqlTaskStore
 from katsched.store.maintenance import SqlHousekeeping
 from katsched.store.plugins_seen import SqlSeenPlugins
@@ -36,6 +38,7 @@ from katsched.store.schedules import SqlScheduleStore
 from katsched.testing import (
     MemoryDecisionLog,
     MemoryHousekeeping,
+    MemoryJobLeases,
     MemoryScheduleStore,
     MemorySeenPlugins,
     MemoryTables,
@@ -78,6 +81,7 @@ class Stores:
     housekeeping: Housekeeping
     task_queue: TaskQueue  # the API's and the CLI's ports, on the same tables
     registry: ScheduleRegistry
+    leases: JobLeases
     engine: Engine | None = None  # the SQL implementations' database
 
 
@@ -98,6 +102,7 @@ def memory_stores(clock: Clock) -> Stores:
         housekeeping=MemoryHousekeeping(tables, decisions),
         task_queue=tasks,
         registry=schedules,
+        leases=MemoryJobLeases(),
     )
 
 
@@ -123,5 +128,6 @@ def sql_stores(engine: Engine, clock: Clock) -> Stores:
         housekeeping=SqlHousekeeping(engine),
         task_queue=queue,
         registry=rows,
+        leases=SqlJobLeases(engine),
         engine=engine,
     )

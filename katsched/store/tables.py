@@ -215,3 +215,18 @@ class TaskHourCountRow(SQLModel, table=True):
 
 task_counts = _table(TaskCountRow)
 task_hour_counts = _table(TaskHourCountRow)
+
+
+class JobLeaseRow(SQLModel, table=True):
+    """Who runs the jobs that must run on one daemon at a time, and until when (migration 0010). A row per
+    lease name; the holder renews its expiry, and another daemon takes the row over once it has expired."""
+
+    __tablename__ = "job_leases"
+
+    name: str = Field(sa_column=Column(String, primary_key=True))
+    holder: str = Field(sa_column=Column(String, nullable=False))
+    acquired_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+
+
+job_leases = _table(JobLeaseRow)
