@@ -92,6 +92,14 @@ def test_check_loads_the_database_driver(tmp_path: Path) -> None:
     assert katsched("check", "--config", "config.toml", cwd=tmp_path).returncode == 0  # with the driver
 
 
+def test_check_and_show_name_each_kind_of_database(database_config: Path, tmp_path: Path) -> None:
+    url = tomllib.loads(database_config.read_text())["database"]["url"]
+    check = katsched("check", "--config", str(database_config), cwd=tmp_path)
+    assert (check.returncode, check.stdout) == (0, f"ok: {database_config}\n"), check.stderr
+    show = katsched("show", "--json", "--config", str(database_config), cwd=tmp_path)
+    assert json.loads(show.stdout)["database"]["url"] == url
+
+
 def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text("# mine\n")
     refused = katsched("init", cwd=tmp_path)

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from katsched.config import load_settings
 from katsched.store.engine import build_engine
 from katsched.store.migrate import head_revision, upgrade
+from tests.conftest import scratch_postgres
 
 pytestmark = pytest.mark.integration
 
@@ -142,6 +144,32 @@ def test_an_old_schema_asks_for_db_upgrade_and_is_not_migrated(tmp_path: Path) -
     with engine.connect() as connection:
         assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
     engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_postgres_schema_behind_or_absent_asks_for_db_upgrade_and_is_not_migrated(tmp_path: Path) -> None:
+    with scratch_postgres("katsched_ro") as url:
+        where = make_url(url).render_as_string(hide_password=True)
+        config = tmp_path / "config.toml"
+        config.write_text(f'[database]\nurl = "{url}"\n')
+        empty = cli("queue", "ls", "--config", str(config), cwd=tmp_path)
+        assert (empty.returncode, empty.stderr) == (
+            7,
+            f"katsched: error: database at {where} needs `katsched db upgrade` (has no katsched schema, "
+            f"not {head_revision()})\n",
+        )
+        engine = build_engine(url)
+        upgrade(engine, "0004")
+        for args in LOOKING:
+            result = cli(*args, "--config", str(config), cwd=tmp_path)
+            assert (result.returncode, result.stderr) == (
+                7,
+                f"katsched: error: database at {where} needs `katsched db upgrade` (is at revision 0004, "
+                f"not {head_revision()})\n",
+            )
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
+        engine.dispose()
 
 
 def test_the_read_only_engine_refuses_writes(database_config: Path) -> None:

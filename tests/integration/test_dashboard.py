@@ -20,7 +20,6 @@ from katsched.core.ports import PoppedBy, TaskDraft
 from katsched.store.daemon_state import DaemonState, DaemonStateStore
 from katsched.store.engine import build_engine
 from katsched.store.maintenance import sweep_expired_leases
-from katsched.store.migrate import upgrade
 from katsched.store.queue import SqlTaskQueue
 from katsched.store.schedules import SqlScheduleStore
 from katsched.testing import FakeClock
@@ -67,11 +66,10 @@ def components(now: datetime) -> dict[str, Any]:
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Path:
-    """Tasks pushed over the last 40 minutes, some popped and finished, due schedules, a live daemon."""
-    path = tmp_path / "katsched.db"
-    engine = build_engine(f"sqlite:///{path}")
-    upgrade(engine)
+def database(any_engine: Engine, any_database_url: str) -> str:
+    """Tasks pushed over the last 40 minutes, some popped and finished, due schedules, a live daemon: on a
+    SQLite file and on PostgreSQL (the URL)."""
+    engine = any_engine
     now = datetime.now(UTC)
     clock = FakeClock(now - timedelta(minutes=40))
     queue = SqlTaskQueue(engine, clock)
@@ -96,13 +94,12 @@ def database(tmp_path: Path) -> Path:
     started = now - timedelta(hours=3)
     state = DaemonState("host1:4242", "host1", 4242, "0.1.0", started, now, components=components(now))
     states.register(state)
-    engine.dispose()
-    return path
+    return any_database_url
 
 
 @pytest.fixture
-def settings(database: Path) -> Settings:
-    return Settings.model_validate({"database": {"url": f"sqlite:///{database}"}})
+def settings(database: str) -> Settings:
+    return Settings.model_validate({"database": {"url": database}})
 
 
 def render(settings: Settings, width: int, height: int = 24) -> str:
@@ -180,7 +177,7 @@ def test_one_frame_at_160_columns_uses_the_width(settings: Settings) -> None:
     assert any(line.count("│") >= 4 for line in lines)  # two panels side by side
 
 
-def test_a_silent_daemon_is_reported(settings: Settings, database: Path) -> None:
+def test_a_silent_daemon_is_reported(settings: Settings) -> None:
     engine = build_engine(settings.database.url)
     DaemonStateStore(engine).heartbeat("host1:4242", datetime.now(UTC) - timedelta(minutes=5), {})
     engine.dispose()
@@ -196,19 +193,19 @@ def status(url: str, tmp_path: Path, *args: str, columns: int = 80) -> subproces
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=False)
 
 
-def run_status(database: Path, tmp_path: Path, *args: str, columns: int = 80) -> str:
-    result = status(f"sqlite:///{database}", tmp_path, *args, columns=columns)
+def run_status(database: str, tmp_path: Path, *args: str, columns: int = 80) -> str:
+    result = status(database, tmp_path, *args, columns=columns)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
-def test_status_once_prints_one_frame(database: Path, tmp_path: Path) -> None:
+def test_status_once_prints_one_frame(database: str, tmp_path: Path) -> None:
     for columns in (80, 160):
         output = run_status(database, tmp_path, "--once", columns=columns)
         assert_the_content(" ".join(output.replace("│", " ").split()))
 
 
-def test_status_json_is_for_scripts(database: Path, tmp_path: Path) -> None:
+def test_status_json_is_for_scripts(database: str, tmp_path: Path) -> None:
     document = json.loads(run_status(database, tmp_path, "--json"))
     loads = {load["scheduler_id"]: load for load in document["schedulers"]}
     boefje = loads["boefje"]
@@ -238,13 +235,13 @@ def test_sparkline_and_ages() -> None:
 
 
 def test_status_once_fails_when_the_heartbeat_is_older_than_three_intervals(
-    settings: Settings, database: Path, tmp_path: Path
+    settings: Settings, database: str, tmp_path: Path
 ) -> None:
     engine = build_engine(settings.database.url)
     beat = datetime.now(UTC) - timedelta(seconds=3 * INTERVAL + 60)
     DaemonStateStore(engine).heartbeat("host1:4242", beat, components(beat))
     engine.dispose()
-    silent = status(f"sqlite:///{database}", tmp_path, "--once")
+    silent = status(database, tmp_path, "--once")
     assert silent.returncode == 1
     assert "host1:4242 silent for" in silent.stdout  # the frame is still printed
 

@@ -14,8 +14,6 @@ from sqlalchemy import Engine
 from katsched.cli.dashboard import blocked, blocked_last_hour
 from katsched.core.ports import DecisionRecord
 from katsched.store.decisions import SqlDecisionLog
-from katsched.store.engine import build_engine
-from katsched.store.migrate import upgrade
 
 pytestmark = pytest.mark.integration
 
@@ -50,11 +48,7 @@ def test_the_blocked_reasons_of_the_last_hour_are_counted(engine: Engine) -> Non
     assert blocked({}).plain == "blocked (last hour): none"
 
 
-def test_status_shows_them(tmp_path: Path) -> None:
-    # SQLite only for now: the rest of `status` fails on PostgreSQL on main (the outcomes query's GROUP BY),
-    # which the dashboard work in progress fixes; the counting itself is tested on both above.
-    engine = build_engine(f"sqlite:///{tmp_path / 'katsched.db'}")
-    upgrade(engine)
+def test_status_shows_them(engine: Engine, tmp_path: Path) -> None:
     decide_some(engine, datetime.now(UTC))
     as_json = status(engine, tmp_path, "--json")
     assert as_json.returncode == 0, as_json.stderr
