@@ -6,14 +6,14 @@ import threading
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from katsched._memory_filters import check_supported, matches
 from katsched._memory_tables import Contents, MemoryTables
 from katsched.clock import Clock
 from katsched.core.models import Schedule
-from katsched.core.ports import DecisionRecord, SchedulePage, ScheduleQuery
+from katsched.core.ports import DecisionRecord, ScheduleClaim, SchedulePage, ScheduleQuery
 from katsched.core.transitions import ACTIVE
 from katsched.errors import NotAllowed, NotFound
 
@@ -32,26 +32,41 @@ class MemoryScheduleStore:
     # the ScheduleStore port
 
     def due(self, scheduler_id: str, limit: int, organisation: str | None = None) -> list[Schedule]:
-        """Enabled schedules whose deadline has passed and that have no active task, oldest deadline first."""
-        now = self.clock.now()
+        """Enabled schedules whose deadline has passed and that have no active task, oldest deadline first
+        (claimed or not: a read)."""
         with self.tables.read() as contents:
-            busy = {
-                row.task.schedule_id
-                for row in contents.tasks.values()
-                if row.task.schedule_id is not None and row.task.status in ACTIVE
-            }
-            due = [
-                schedule
-                for schedule in contents.schedules.values()
-                if schedule.scheduler_id == scheduler_id
-                and schedule.enabled
-                and schedule.deadline_at is not None
-                and schedule.deadline_at <= now
-                and schedule.id not in busy
-                and (organisation is None or schedule.organisation == organisation)
-            ]
-        due.sort(key=lambda schedule: (schedule.deadline_at or now, schedule.id))
+            due = _due(contents, scheduler_id, organisation, self.clock.now())
         return [schedule.model_copy(deep=True) for schedule in due[:limit]]
+
+    def claim_due(
+        self, scheduler_id: str, limit: int, lease: timedelta, organisation: str | None = None
+    ) -> ScheduleClaim:
+        """Up to `limit` unclaimed due schedules, claimed for `lease` under the tables' lock, oldest first."""
+        now = self.clock.now()
+        claim = ScheduleClaim(uuid.uuid4(), now + lease)
+        with self.tables.write() as contents:
+            unclaimed = [
+                schedule
+                for schedule in _due(contents, scheduler_id, organisation, now)
+                if schedule.id not in contents.claims or contents.claims[schedule.id][1] <= now
+            ][:limit]
+            for schedule in unclaimed:
+                contents.claims[schedule.id] = (claim.token, claim.until)
+        return replace(claim, schedules=[schedule.model_copy(deep=True) for schedule in unclaimed])
+
+    def confirm(self, claim: ScheduleClaim, lease: timedelta) -> set[uuid.UUID]:
+        until = self.clock.now() + lease
+        with self.tables.write() as contents:
+            held = {key for key in claim.ids if contents.claims.get(key, (None,))[0] == claim.token}
+            for key in held:
+                contents.claims[key] = (claim.token, until)
+        return held
+
+    def release(self, claim: ScheduleClaim) -> None:
+        with self.tables.write() as contents:
+            for key in claim.ids:
+                if contents.claims.get(key, (None,))[0] == claim.token:
+                    del contents.claims[key]
 
     def by_hashes(self, hashes: Collection[str]) -> dict[str, Schedule]:
         wanted = set(hashes)
@@ -170,6 +185,26 @@ class MemoryScheduleStore:
                 if scheduler_id is None or schedule.scheduler_id == scheduler_id
             ]
         return sorted(found, key=lambda schedule: schedule.created_at, reverse=True)
+
+
+def _due(contents: Contents, scheduler_id: str, organisation: str | None, now: datetime) -> list[Schedule]:
+    """The scheduler's due schedules (of one organisation), oldest deadline first, ties by id."""
+    busy = {
+        row.task.schedule_id
+        for row in contents.tasks.values()
+        if row.task.schedule_id is not None and row.task.status in ACTIVE
+    }
+    due = [
+        schedule
+        for schedule in contents.schedules.values()
+        if schedule.scheduler_id == scheduler_id
+        and schedule.enabled
+        and schedule.deadline_at is not None
+        and schedule.deadline_at <= now
+        and schedule.id not in busy
+        and (organisation is None or schedule.organisation == organisation)
+    ]
+    return sorted(due, key=lambda schedule: (schedule.deadline_at or now, schedule.id))
 
 
 def _matches_query(contents: Contents, schedule: Schedule, query: ScheduleQuery) -> bool:

@@ -34,10 +34,12 @@ class Contents:
     tasks: dict[uuid.UUID, TaskRow] = field(default_factory=dict)  # in the order they were pushed
     schedules: dict[uuid.UUID, Schedule] = field(default_factory=dict)
     history: dict[uuid.UUID, list[StatusEvent]] = field(default_factory=dict)
+    # The claims on due schedules: schedule id → (claim token, until), as the schedules' claim columns.
+    claims: dict[uuid.UUID, tuple[uuid.UUID, datetime]] = field(default_factory=dict)
 
     def copy(self) -> "Contents":
         history = {task_id: list(events) for task_id, events in self.history.items()}
-        return Contents(dict(self.tasks), dict(self.schedules), history)
+        return Contents(dict(self.tasks), dict(self.schedules), history, dict(self.claims))
 
     def queued(self, scheduler_id: str, organisation: str | None = None) -> list[TaskRow]:
         """The scheduler's QUEUED tasks (of one organisation), in the order they were pushed."""

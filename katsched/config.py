@@ -241,6 +241,12 @@ class RecurringSettings(_Section):
     metrics_interval: int = _job_interval("Seconds between updates of the queue metrics.", 10)
     jitter: int = _number(5, "Up to this many seconds of random delay per job run.", unit="seconds")
     reschedule_batch_size: int = _number(500, "Due schedules handled per rescheduling transaction.", ge=1)
+    schedule_claim_lease: int = _number(
+        120,
+        "Seconds a daemon holds a batch of due schedules it claimed; then another may plan them.",
+        unit="seconds",
+        ge=1,
+    )
 
     @model_validator(mode="before")
     @classmethod

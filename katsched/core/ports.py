@@ -264,9 +264,45 @@ class TaskStore(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class ScheduleClaim:
+    """Due schedules that one claimant holds until `until`: other claimants skip them meanwhile. `token`
+    names the claim (a new one each time), so that a claim that lapsed and was taken by another cannot be
+    confirmed or released by its first holder."""
+
+    token: uuid.UUID
+    until: datetime
+    schedules: list[Schedule] = field(default_factory=list)
+
+    @property
+    def ids(self) -> set[uuid.UUID]:
+        return {schedule.id for schedule in self.schedules}
+
+
 class ScheduleStore(Protocol):
+    """The schedules as the planners use them. Several daemons on one database split the due schedules
+    between them: each claims a batch (`claim_due`), looks up what it needs for the schedules it holds,
+    `confirm`s the claim just before it writes, and `release`s it once the batch is planned."""
+
     def due(self, scheduler_id: str, limit: int, organisation: str | None = None) -> list[Schedule]:
-        """Enabled schedules whose deadline has passed and that have no active task, oldest deadline first."""
+        """Enabled schedules whose deadline has passed and that have no active task, oldest deadline first
+        (claimed or not: a read)."""
+        ...
+
+    def claim_due(
+        self, scheduler_id: str, limit: int, lease: timedelta, organisation: str | None = None
+    ) -> ScheduleClaim:
+        """Claim up to `limit` of the `due` schedules that no claim holds (or whose claim has lapsed), oldest
+        deadline first, for `lease`: in one transaction, so two claimants never hold the same schedule."""
+        ...
+
+    def confirm(self, claim: ScheduleClaim, lease: timedelta) -> set[uuid.UUID]:
+        """Renew the claim for `lease` from now on the schedules it still holds; their ids. A schedule whose
+        claim lapsed and was taken by another claimant is no longer held: its planning is left to that one."""
+        ...
+
+    def release(self, claim: ScheduleClaim) -> None:
+        """Clear the claim on the schedules it still holds (planned, or to be tried again by anyone)."""
         ...
 
     def by_hashes(self, hashes: Collection[str]) -> dict[str, Schedule]: ...

@@ -35,6 +35,7 @@ from katsched.core.ports import (
     PushOutcome,
     PushResult,
     RawDataIndex,
+    ScheduleClaim,
     ScheduleStore,
     SeenPlugins,
     TaskDraft,
@@ -67,8 +68,10 @@ from katsched.schedulers.common import (
     ForgetDecisions,
     Planned,
     batched,
+    claimed,
     concurrently,
     deferring,
+    held_by,
     push_and_record,
 )
 from katsched.schedulers.dedup import DuplicateOrganisations
@@ -204,12 +207,12 @@ class BoefjePlanner:
         its task, is disabled (plugin or object gone, no longer consumed or permitted) or is deferred."""
         summary = PlanSummary("boefje.reschedule")
         lookups = _Lookups(self._catalog, self._objects)
-        size = self._settings.reschedule_batch_size
+        size, lease = self._settings.reschedule_batch_size, self._settings.claim_lease
         with deferring(summary.planner, organisation_id):
             while True:
-                due = self._schedules.due(SCHEDULER, size, organisation_id)
-                still_due = self._reschedule_batch(due, summary, lookups)
-                if len(due) < size or still_due:  # those left due would only come back first
+                with claimed(self._schedules, SCHEDULER, size, lease, organisation_id) as claim:
+                    still_due = self._reschedule_batch(claim, summary, lookups)
+                if len(claim.schedules) < size or still_due:  # those left due would only come back first
                     break
         return summary
 
@@ -255,9 +258,43 @@ class BoefjePlanner:
         for oois in batched(listed, self._settings.reschedule_batch_size):
             self._plan([candidate(plugin, organisation, ooi) for ooi in oois], summary, self._clock.now())
 
-    def _reschedule_batch(self, due: Sequence[Schedule], summary: PlanSummary, lookups: _Lookups) -> int:
-        """Push, disable or defer each due schedule; how many are still due afterwards."""
+    def _reschedule_batch(self, claim: ScheduleClaim, summary: PlanSummary, lookups: _Lookups) -> int:
+        """Gather the facts of the claimed schedules, then (for those still held) push, disable or defer each;
+        how many are still due afterwards."""
         now = self._clock.now()
+        candidates, disabled = self._claimed_candidates(claim.schedules, lookups, now)
+        verdicts = self.assess(candidates, now)
+        held = held_by(self._schedules, claim, self._settings.claim_lease, summary.planner)
+        disabled = {key: reason for key, reason in disabled.items() if key in held}
+        self._disable(disabled, summary)
+        due = claim.schedules
+        self._decisions.record([disabled_record(s, disabled[s.id], now) for s in due if s.id in disabled])
+        verdicts = [
+            v for v in verdicts if v.candidate.schedule is not None and v.candidate.schedule.id in held
+        ]
+        deadlines: dict[uuid.UUID, datetime] = {}
+        still_due = 0
+        for verdict in self._apply(verdicts, summary, now):
+            item = verdict.candidate
+            assert item.schedule is not None
+            if verdict.outcome is not None and verdict.outcome.result is PushResult.PUSHED:
+                continue
+            if verdict.outcome is not None and verdict.outcome.result is PushResult.QUEUE_FULL:
+                still_due += 1  # tried again at the next run, oldest first
+                continue
+            next_at = deferred_deadline(
+                item, verdict.decision, verdict.last_run_at, now, self._settings, self._uniform
+            )
+            deadlines[item.schedule.id] = next_at
+            still_due += next_at <= now
+        self._schedules.set_deadlines(deadlines)
+        return still_due
+
+    def _claimed_candidates(
+        self, due: Sequence[Schedule], lookups: _Lookups, now: datetime
+    ) -> tuple[list[Candidate], dict[uuid.UUID, str]]:
+        """The candidates of the claimed schedules, and those to disable with why: the Katalogus once per
+        run, Octopoes once per object, for the claimed schedules only."""
         candidates: list[Candidate] = []
         disabled: dict[uuid.UUID, str] = {}
         parsed = {schedule.id: self._parsed(schedule, lookups) for schedule in due}
@@ -273,25 +310,7 @@ class BoefjePlanner:
                 candidates.append(found)
             else:
                 disabled[schedule.id] = found
-        self._disable(disabled, summary)
-        self._decisions.record([disabled_record(s, disabled[s.id], now) for s in due if s.id in disabled])
-        deadlines: dict[uuid.UUID, datetime] = {}
-        still_due = 0
-        for verdict in self._plan(candidates, summary, now):
-            item = verdict.candidate
-            assert item.schedule is not None
-            if verdict.outcome is not None and verdict.outcome.result is PushResult.PUSHED:
-                continue
-            if verdict.outcome is not None and verdict.outcome.result is PushResult.QUEUE_FULL:
-                still_due += 1  # tried again at the next run, oldest first
-                continue
-            next_at = deferred_deadline(
-                item, verdict.decision, verdict.last_run_at, now, self._settings, self._uniform
-            )
-            deadlines[item.schedule.id] = next_at
-            still_due += next_at <= now
-        self._schedules.set_deadlines(deadlines)
-        return still_due
+        return candidates, disabled
 
     def _parsed(self, schedule: Schedule, lookups: _Lookups) -> tuple[BoefjeTask, Plugin | None] | str:
         """The due schedule's task and plugin, or the reason to disable it that needs no object."""

@@ -52,6 +52,7 @@ class BoefjePlannerSettings:
     reschedule_batch_size: int = 500
     configs_cache_ttl: timedelta = timedelta(seconds=30)  # Katalogus configs for cross-organisation dedup
     lookup_concurrency: int = 8  # Bytes and Octopoes look-ups at once
+    claim_lease: timedelta = timedelta(minutes=2)  # how long a claimed batch of due schedules is held
 
     def __post_init__(self) -> None:
         ranker_named(self.ranker)

@@ -1,10 +1,12 @@
 """What the planners share: pushing a batch with one log line per task, and deferring on outages."""
 
 import logging
+import uuid
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from itertools import islice
 from typing import TypeVar
 
@@ -14,6 +16,8 @@ from katsched.core.ports import (
     DecisionsOf,
     PushOutcome,
     PushResult,
+    ScheduleClaim,
+    ScheduleStore,
     TaskDraft,
     TaskStore,
 )
@@ -73,6 +77,37 @@ def deferring(planner: str, organisation: str) -> Iterator[None]:
     except (ServiceError, StorageUnavailable) as exc:
         logger.warning("planner_deferred planner=%s org=%s error=%r", planner, organisation, str(exc))
         raise
+
+
+@contextmanager
+def claimed(
+    schedules: ScheduleStore, scheduler_id: str, limit: int, lease: timedelta, organisation: str
+) -> Iterator[ScheduleClaim]:
+    """A batch of the organisation's due schedules that no other daemon holds, claimed for `lease` and
+    released afterwards, planned or not (a failed batch is then anyone's again at the next run; if this
+    process dies instead, the claim lapses). Nothing claimed: nothing to look up, no KAT request."""
+    claim = schedules.claim_due(scheduler_id, limit, lease, organisation)
+    try:
+        yield claim
+    finally:
+        if claim.schedules:
+            schedules.release(claim)
+
+
+def held_by(schedules: ScheduleStore, claim: ScheduleClaim, lease: timedelta, planner: str) -> set[uuid.UUID]:
+    """The claim renewed just before the batch writes: the schedules still held (one whose claim lapsed while
+    its facts were gathered, and that another daemon claimed since, is left to that daemon)."""
+    if not claim.schedules:
+        return set()
+    held = schedules.confirm(claim, lease)
+    if len(held) < len(claim.schedules):
+        logger.warning(
+            "schedule_claims_lost planner=%s lost=%d held=%d",
+            planner,
+            len(claim.schedules) - len(held),
+            len(held),
+        )
+    return held
 
 
 def push_and_record(

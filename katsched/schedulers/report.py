@@ -17,10 +17,24 @@ from katsched.clock import Clock
 from katsched.core.deadlines import next_cron_fire, validate_cron
 from katsched.core.hashing import task_hash
 from katsched.core.models import ReportTask, Schedule
-from katsched.core.ports import PushResult, ScheduleLink, ScheduleStore, TaskDraft, TaskStore
+from katsched.core.ports import (
+    PushResult,
+    ScheduleClaim,
+    ScheduleLink,
+    ScheduleStore,
+    TaskDraft,
+    TaskStore,
+)
 from katsched.core.ranking import RankFacts, ranker_named
 from katsched.core.rules import already_active
-from katsched.schedulers.common import INVALID_DATA, Planned, deferring, push_and_record
+from katsched.schedulers.common import (
+    INVALID_DATA,
+    Planned,
+    claimed,
+    deferring,
+    held_by,
+    push_and_record,
+)
 from katsched.schedulers.summary import PlanSummary
 
 logger = logging.getLogger("katsched.schedulers")
@@ -35,6 +49,7 @@ class ReportPlannerSettings:
     run_timeout: timedelta = timedelta(minutes=30)
     ranker: str = "created_at"
     reschedule_batch_size: int = 500
+    claim_lease: timedelta = timedelta(minutes=2)  # how long a claimed batch of due schedules is held
 
     def __post_init__(self) -> None:
         ranker_named(self.ranker)
@@ -67,19 +82,20 @@ class ReportPlanner:
     def reschedule_due(self, organisation_id: str) -> PlanSummary:
         """Due report schedules, oldest deadline first, a batch at a time until none is left."""
         summary = PlanSummary("report.reschedule")
-        size = self._settings.reschedule_batch_size
+        size, lease = self._settings.reschedule_batch_size, self._settings.claim_lease
         with deferring(summary.planner, organisation_id):
             while True:
-                due = self._schedules.due(SCHEDULER, size, organisation_id)
-                still_due = self._reschedule_batch(due, summary)
-                if len(due) < size or still_due:  # those left due would only come back first
+                with claimed(self._schedules, SCHEDULER, size, lease, organisation_id) as claim:
+                    still_due = self._reschedule_batch(claim, summary)
+                if len(claim.schedules) < size or still_due:  # those left due would only come back first
                     break
         return summary
 
-    def _reschedule_batch(self, due: Sequence[Schedule], summary: PlanSummary) -> int:
-        """Push or defer each due schedule; how many are still due afterwards."""
+    def _reschedule_batch(self, claim: ScheduleClaim, summary: PlanSummary) -> int:
+        """Push or defer each claimed schedule still held; how many are still due afterwards."""
         now = self._clock.now()
-        runnable = self._parse(due, summary)
+        held = held_by(self._schedules, claim, self._settings.claim_lease, summary.planner)
+        runnable = self._parse([schedule for schedule in claim.schedules if schedule.id in held], summary)
         latest = self._tasks.latest_by_hash(SCHEDULER, {item.hash for item in runnable})
         planned: list[Planned] = []
         planned_items: list[_Due] = []

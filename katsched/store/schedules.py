@@ -2,28 +2,32 @@
 
 import uuid
 from collections.abc import Collection, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Connection,
     Engine,
+    Integer,
     Row,
+    Update,
     and_,
     bindparam,
     delete,
     exists,
     func,
     insert,
+    or_,
     select,
     true,
     update,
 )
-from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql import ColumnElement, FromClause
+from sqlalchemy.sql.elements import BindParameter
 
 from katsched.clock import Clock
 from katsched.core.models import Schedule
-from katsched.core.ports import SchedulePage, ScheduleQuery
+from katsched.core.ports import ScheduleClaim, SchedulePage, ScheduleQuery
 from katsched.core.transitions import ACTIVE
 from katsched.errors import NotAllowed, NotFound
 from katsched.store.engine import read, write
@@ -40,15 +44,70 @@ _SET_DEADLINE = (
 )
 
 
+_NOW = bindparam("now", type_=schedules.c.deadline_at.type)
+_UNTIL = bindparam("until", type_=schedules.c.claimed_until.type)
+_TOKEN = bindparam("token", type_=schedules.c.claimed_by.type)
+_IDS: BindParameter[Any] = bindparam("ids", expanding=True)
+_CONFIRM = (
+    update(schedules)
+    .where(schedules.c.id.in_(_IDS), schedules.c.claimed_by == _TOKEN)
+    .values(claimed_until=_UNTIL)
+    .returning(schedules.c.id)
+)
+_RELEASE = (
+    update(schedules)
+    .where(schedules.c.id.in_(_IDS), schedules.c.claimed_by == _TOKEN)
+    .values(claimed_by=None, claimed_until=None)
+)
+
+
 def to_schedule(row: Row[Any]) -> Schedule:
     return Schedule.model_validate(row._mapping)
 
 
-def has_active_task() -> ColumnElement[bool]:
-    """The schedule has a task that is still pending, queued, dispatched or running."""
-    return exists().where(
-        tasks.c.schedule_id == schedules.c.id, tasks.c.status.in_([s.value for s in ACTIVE])
+def _due_conditions(
+    scheduler_id: str, organisation: str | None, table: FromClause = schedules
+) -> list[ColumnElement[bool]]:
+    conditions = [
+        table.c.scheduler_id == scheduler_id,
+        table.c.enabled.is_(True),
+        table.c.deadline_at <= _NOW,
+        ~has_active_task(table),
+    ]
+    if organisation is not None:
+        conditions.append(table.c.organisation == organisation)
+    return conditions
+
+
+def _oldest_first_in(table: FromClause) -> tuple[ColumnElement[Any], ...]:
+    return (table.c.deadline_at.asc(), table.c.id)
+
+
+def _claim(dialect: str, scheduler_id: str, organisation: str | None) -> Update:
+    """One statement claims the batch: on PostgreSQL the rows another claimant is locking right now are
+    skipped (and one whose claim that other commits is then no longer unclaimed, as the recheck of the locked
+    row sees); on SQLite the write transaction is the only one (BEGIN IMMEDIATE)."""
+    due = schedules.alias("due")
+    unclaimed = or_(due.c.claimed_until.is_(None), due.c.claimed_until <= _NOW)
+    batch = (
+        select(due.c.id)
+        .where(*_due_conditions(scheduler_id, organisation, due), unclaimed)
+        .order_by(*_oldest_first_in(due))
+        .limit(bindparam("limit", type_=Integer))
     )
+    if dialect == "postgresql":
+        batch = batch.with_for_update(skip_locked=True)
+    return (
+        update(schedules)
+        .where(schedules.c.id.in_(batch.scalar_subquery()))
+        .values(claimed_by=_TOKEN, claimed_until=_UNTIL)
+        .returning(*schedules.c)
+    )
+
+
+def has_active_task(table: FromClause = schedules) -> ColumnElement[bool]:
+    """The schedule has a task that is still pending, queued, dispatched or running."""
+    return exists().where(tasks.c.schedule_id == table.c.id, tasks.c.status.in_([s.value for s in ACTIVE]))
 
 
 class SqlScheduleStore:
@@ -153,19 +212,41 @@ class SqlScheduleStore:
         return SchedulePage(count=count, schedules=found)
 
     def due(self, scheduler_id: str, limit: int, organisation: str | None = None) -> list[Schedule]:
-        """Enabled schedules whose deadline has passed and that have no active task, oldest deadline first."""
-        conditions = [
-            schedules.c.scheduler_id == scheduler_id,
-            schedules.c.enabled.is_(True),
-            schedules.c.deadline_at <= self.clock.now(),
-            ~has_active_task(),
-        ]
-        if organisation is not None:
-            conditions.append(schedules.c.organisation == organisation)
-        oldest_first = (schedules.c.deadline_at.asc(), schedules.c.id)
-        statement = select(schedules).where(*conditions).order_by(*oldest_first).limit(limit)
+        """Enabled schedules whose deadline has passed and that have no active task, oldest deadline first
+        (claimed or not: a read)."""
+        conditions = _due_conditions(scheduler_id, organisation)
+        statement = select(schedules).where(*conditions).order_by(*_oldest_first_in(schedules)).limit(limit)
         with read(self.engine) as connection:
-            return [to_schedule(row) for row in connection.execute(statement)]
+            return [to_schedule(row) for row in connection.execute(statement, {"now": self.clock.now()})]
+
+    def claim_due(
+        self, scheduler_id: str, limit: int, lease: timedelta, organisation: str | None = None
+    ) -> ScheduleClaim:
+        """Up to `limit` unclaimed due schedules, claimed for `lease` in one statement, oldest first."""
+        now = self.clock.now()
+        claim = ScheduleClaim(uuid.uuid4(), now + lease)
+        statement = _claim(self.engine.dialect.name, scheduler_id, organisation)
+        parameters = {"now": now, "until": claim.until, "token": claim.token, "limit": limit}
+        with write(self.engine) as connection:
+            rows = connection.execute(statement, parameters).all()
+        claimed = sorted((to_schedule(row) for row in rows), key=_oldest_first)
+        return ScheduleClaim(claim.token, claim.until, claimed)
+
+    def confirm(self, claim: ScheduleClaim, lease: timedelta) -> set[uuid.UUID]:
+        held: set[uuid.UUID] = set()
+        until = self.clock.now() + lease
+        with write(self.engine) as connection:
+            for chunk in chunks(claim.ids):
+                parameters = {"ids": chunk, "token": claim.token, "until": until}
+                held.update(connection.execute(_CONFIRM, parameters).scalars())
+        return held
+
+    def release(self, claim: ScheduleClaim) -> None:
+        if not claim.schedules:
+            return
+        with write(self.engine) as connection:
+            for chunk in chunks(claim.ids):
+                connection.execute(_RELEASE, {"ids": chunk, "token": claim.token})
 
     def by_hashes(self, hashes: Collection[str]) -> dict[str, Schedule]:
         found: dict[str, Schedule] = {}
@@ -191,6 +272,11 @@ class SqlScheduleStore:
                     update(schedules).where(schedules.c.id.in_(chunk)).values(enabled=False, modified_at=now)
                 )
                 connection.execute(statement)
+
+
+def _oldest_first(schedule: Schedule) -> tuple[datetime, uuid.UUID]:
+    assert schedule.deadline_at is not None  # a claimed schedule is due: it has a deadline
+    return (schedule.deadline_at, schedule.id)
 
 
 def _query_conditions(query: ScheduleQuery) -> list[ColumnElement[bool]]:

@@ -99,6 +99,9 @@ class ScheduleRow(SQLModel, table=True):
     deadline_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
     created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     modified_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    # Which rescheduling run holds the due schedule, and until when (migration 0011): other daemons skip it.
+    claimed_by: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid, nullable=True))
+    claimed_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
 
 
 class TaskEventRow(SQLModel, table=True):

@@ -170,6 +170,7 @@ def boefje_planner_settings(settings: Settings) -> BoefjePlannerSettings:
         deadline_jitter=timedelta(seconds=boefje.deadline_jitter),
         lookup_concurrency=boefje.lookup_concurrency,
         reschedule_batch_size=settings.recurring.reschedule_batch_size,
+        claim_lease=timedelta(seconds=settings.recurring.schedule_claim_lease),
         configs_cache_ttl=timedelta(seconds=settings.katalogus.cache_ttl),
     )
 
@@ -219,6 +220,7 @@ def build_planners(
         run_timeout=timedelta(seconds=report.run_timeout),
         ranker=report.ranker,
         reschedule_batch_size=settings.recurring.reschedule_batch_size,
+        claim_lease=timedelta(seconds=settings.recurring.schedule_claim_lease),
     )
     explainer = Explainer(
         boefjes=boefje,

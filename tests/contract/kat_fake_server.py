@@ -40,6 +40,7 @@ OCTOPOES = "/octopoes"
 BYTES = "/bytes-api"
 
 Query = dict[str, list[str]]
+_GROUP = re.compile(r"\(\?P<(\w+)>[^)]*\)")  # a route's named group, shown as {name}
 Answer = tuple[int, Any]
 
 
@@ -122,6 +123,21 @@ class KatState:
     def total_hits(self) -> int:
         with self.lock:
             return sum(self.requests.values())
+
+    def hits_by_endpoint(self) -> Counter[str]:
+        """Requests received per endpoint, named by its route (`GET /octopoes/{org}/object`), so that the
+        requests for many organisations or objects add up under one name; an unknown path counts as is."""
+        with self.lock:
+            counted = list(self.requests.items())
+        found: Counter[str] = Counter()
+        for (method, path), count in counted:
+            route = next((p.pattern for m, p, _ in ROUTES if m == method and p.fullmatch(path)), path)
+            found[method + " " + _GROUP.sub(r"{\1}", route)] += count
+        return found
+
+    def clear_hits(self) -> None:
+        with self.lock:
+            self.requests.clear()
 
     def _take_fault(self, method: str, path: str) -> _Fault | None:
         with self.lock:
