@@ -5,12 +5,14 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 
 from katsched import __version__
 from katsched.api.body import JsonBodyRoute
 from katsched.api.context import ApiContext, HealthCheck, IntakeStates
 from katsched.api.errors import install_error_handlers
 from katsched.api.filter_schema import filter_components
+from katsched.api.hot import HotRoutes
 from katsched.api.metrics import ApiMetrics
 from katsched.api.middleware import ApiMiddleware
 from katsched.api.routes.explain import ExplainRoutes
@@ -77,15 +79,24 @@ def create_app(
     app.requires_token = bool(token)
     install_error_handlers(app)
     app.router.route_class = JsonBodyRoute  # every body is JSON, whatever its Content-Type
+    schedulers = SchedulerRoutes(ctx)
     every = (
         ServiceRoutes(ctx),
-        SchedulerRoutes(ctx),
+        schedulers,
         TaskRoutes(ctx),
         ScheduleRoutes(ctx),
         ExplainRoutes(ctx),
     )
     for routes in every:
         routes.register(app.router)
+    hot = {
+        action: route
+        for route in app.router.routes
+        if isinstance(route, APIRoute)
+        for action in ("push", "pop")
+        if route.path == f"/schedulers/{{scheduler_id}}/{action}"
+    }
+    app.add_middleware(HotRoutes, schedulers=schedulers, routes=hot)  # inside ApiMiddleware, added next
     app.add_middleware(
         ApiMiddleware,
         token=token or None,

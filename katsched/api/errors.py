@@ -58,11 +58,19 @@ def answer_for(error: Exception) -> Answer:
     return Answer(500, "Internal server error")
 
 
-async def _known(_request: Request, error: Exception) -> JSONResponse:
+# The errors answered by `known_error_response`; any other is a 500 with the traceback logged.
+KNOWN_ERRORS = (errors.KatschedError, BadRequest, ValidationFailed)
+
+
+def known_error_response(error: Exception) -> JSONResponse:
     found = answer_for(error)
     if found.status >= 500:
         logger.warning("api_error status=%d error=%r", found.status, str(error))
     return JSONResponse({"detail": found.template.format(error)}, found.status, dict(found.headers))
+
+
+async def _known(_request: Request, error: Exception) -> JSONResponse:
+    return known_error_response(error)
 
 
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
@@ -71,6 +79,6 @@ async def _unexpected(request: Request, error: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    for cls in (errors.KatschedError, BadRequest, ValidationFailed):
+    for cls in KNOWN_ERRORS:
         app.add_exception_handler(cls, _known)
     app.add_exception_handler(Exception, _unexpected)

@@ -1,10 +1,11 @@
 """`/schedulers…` (list, get, push, pop) and `/queues`, the original's removed list the web UI still calls."""
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import TypeAdapter
+from starlette.types import Scope
 
 from katsched.api.context import ApiContext, json_response, model_response
 from katsched.api.errors import BadRequest
@@ -31,6 +32,13 @@ PopLimit = Annotated[
 SCHEDULERS = TypeAdapter(list[SchedulerOut])
 QUEUES = TypeAdapter(list[QueueOut])
 REFUSALS: dict[type[QueueError], str] = {NotAllowed: "conflict", QueueFull: "full", InvalidItem: "invalid"}
+
+
+def popped_by(scope: Scope) -> PoppedBy:
+    """Who pops: the client's address and its User-Agent, as Starlette's `Request` reads them."""
+    client = scope.get("client")
+    agent = next((value for name, value in scope["headers"] if name == b"user-agent"), None)
+    return PoppedBy(client[0] if client else None, agent.decode("latin-1") if agent is not None else None)
 
 
 class SchedulerRoutes:
@@ -133,9 +141,14 @@ class SchedulerRoutes:
         limit: PopLimit = None,
         filters: OptionalFilterBody = None,
     ) -> Response:
+        return self.pop_for(scheduler_id, limit, filters, popped_by(request.scope))
+
+    def pop_for(
+        self, scheduler_id: str, limit: int | None, filters: dict[str, Any] | None, runner: PoppedBy
+    ) -> Response:
+        """The pop route once its parameters are read (the fast path of `katsched.api.hot` calls it too)."""
         scheduler_kind(scheduler_id)
         expression = parse_body(filters, "task")
-        runner = PoppedBy(request.client.host if request.client else None, request.headers.get("user-agent"))
         with self.ctx.writing():
             popped = self.ctx.queue.pop_rendered(
                 scheduler_id, DEFAULT_POP_LIMIT if limit is None else limit, expression, popped_by=runner

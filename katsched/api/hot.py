@@ -1,0 +1,130 @@
+"""Push and pop, the runners' hot routes, served without Starlette's routing and FastAPI's request handling.
+
+A plain ASGI middleware inside `ApiMiddleware`, so the token check, the body limit and the latency histogram
+apply as to every route. It serves a request only when FastAPI would accept it: exactly
+`POST /schedulers/{scheduler_id}/push` or `…/pop`, a declared Content-Length, a JSON body that decodes and
+validates as the route's parameters (and, for pop, no query but `limit`). Anything else goes to FastAPI with
+the body replayed, so every refusal of the request itself is FastAPI's own answer. Both paths call the same
+endpoint methods of `SchedulerRoutes`; only the way the parameters reach them differs.
+"""
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from fastapi.routing import APIRoute
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from katsched.api.body import decode_json
+from katsched.api.errors import KNOWN_ERRORS, known_error_response
+from katsched.api.routes.schedulers import SchedulerRoutes, popped_by
+from katsched.api.schemas import TaskPush
+
+HOT_PATH = re.compile(r"/schedulers/([^/]+)/(push|pop)")
+POP_QUERY = re.compile(rb"limit=(0|[1-9][0-9]{0,2}|1000)")
+Endpoint = Callable[[], Response]
+
+
+class NotHot(Exception):
+    """A request the fast path leaves to FastAPI."""
+
+
+class HotRoutes:
+    """`routes`: FastAPI's push and pop routes by action ("push", "pop"), put in the scope as the router would
+    (the latency histogram is labelled with their path)."""
+
+    def __init__(self, app: ASGIApp, *, schedulers: SchedulerRoutes, routes: dict[str, APIRoute]) -> None:
+        self.app = app
+        self.schedulers = schedulers
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        matched = _hot(scope)
+        if matched is None:
+            await self.app(scope, receive, send)
+            return
+        scheduler_id, action = matched
+        received = await _receive_body(receive)
+        try:
+            body = _whole_body(received)
+            if action == "push":
+                endpoint = self._push(scheduler_id, body)
+            else:
+                endpoint = self._pop(scheduler_id, body, scope)
+        except NotHot:
+            await self.app(scope, _replay(received, receive), send)
+            return
+        scope["route"] = self.routes[action]
+        try:
+            response = await run_in_threadpool(endpoint)
+        except KNOWN_ERRORS as error:
+            response = known_error_response(error)
+        await response(scope, receive, send)
+
+    def _push(self, scheduler_id: str, body: bytes) -> Endpoint:
+        try:
+            item = TaskPush.model_validate(_document(body))
+        except ValidationError:
+            raise NotHot from None
+        return lambda: self.schedulers.push(scheduler_id, item)
+
+    def _pop(self, scheduler_id: str, body: bytes, scope: Scope) -> Endpoint:
+        query = scope["query_string"]
+        found = POP_QUERY.fullmatch(query) if query else None
+        if query and found is None:
+            raise NotHot
+        limit = int(found.group(1)) if found is not None else None
+        filters = _document(body) if body else None
+        if filters is not None and not isinstance(filters, dict):
+            raise NotHot
+        runner = popped_by(scope)
+        return lambda: self.schedulers.pop_for(scheduler_id, limit, filters, runner)
+
+
+def _hot(scope: Scope) -> tuple[str, str] | None:
+    """(scheduler_id, "push" or "pop") of a request the fast path may serve; None for any other."""
+    if scope["type"] != "http" or scope["method"] != "POST" or scope.get("root_path"):
+        return None
+    matched = HOT_PATH.fullmatch(scope["path"])
+    if matched is None or not any(name == b"content-length" for name, _ in scope["headers"]):
+        return None  # a chunked body is FastAPI's (the middleware's limit answers it as it arrives)
+    return matched.group(1), matched.group(2)
+
+
+def _document(body: bytes) -> Any:
+    """The JSON document of `body`, as `JsonBodyRoute` decodes it whatever the declared type."""
+    try:
+        return decode_json(body, None)
+    except Exception:  # not JSON, or refused: FastAPI answers with its own 400 or 422
+        raise NotHot from None
+
+
+async def _receive_body(receive: Receive) -> list[Message]:
+    """The messages of the request's body, up to its last or a disconnect."""
+    received = []
+    while True:
+        message = await receive()
+        received.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return received
+
+
+def _whole_body(received: list[Message]) -> bytes:
+    if received[-1]["type"] != "http.request":
+        raise NotHot  # the client left: FastAPI's handling of that, as for any route
+    return b"".join(message.get("body", b"") for message in received)
+
+
+def _replay(received: list[Message], receive: Receive) -> Receive:
+    """`receive` that first hands out the messages already received, in order."""
+    pending = list(reversed(received))
+
+    async def replayed() -> Message:
+        if pending:
+            return pending.pop()
+        return await receive()
+
+    return replayed
