@@ -40,6 +40,8 @@ from katsched.store.engine import build_engine
 from katsched.store.migrate import upgrade
 
 QUICK = "--quick" in sys.argv
+# `--before PYTHON`: also measure the katsched that PYTHON imports (another tree's venv), in the same rounds.
+BEFORE = sys.argv[sys.argv.index("--before") + 1] if "--before" in sys.argv else None
 SEQUENTIAL = 600 if QUICK else 3000
 ROUNDS = 3
 PER_CLIENT = 150 if QUICK else 600
@@ -69,14 +71,14 @@ def wait_for(server: subprocess.Popen[bytes], url: str) -> None:
     raise SystemExit("bench/api.py: a server did not start")
 
 
-def start_server(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(directory: Path, python: str = sys.executable) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     config = directory / "config.toml"
     config.write_text(
         f'[database]\nurl = "sqlite:///{directory / "bench.db"}"\n[logging]\nlevel = "WARNING"\n'
     )
-    command = [sys.executable, "-m", "katsched", "api", "--config", str(config), "--port", str(port)]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [python, "-m", "katsched", "api", "--config", str(config), "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=directory)
     url = f"http://127.0.0.1:{port}"
     wait_for(server, url)
     return server, url
@@ -238,25 +240,30 @@ def medians(rounds: list[Figures]) -> Figures:
 def main() -> None:
     print(f"bench/api.py: katsched api on loopback, SQLite, {implementations()}, {os.cpu_count()} CPUs")
     print(f"load average before the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    ours: list[Figures] = []
-    bare: list[Figures] = []
-    for _ in range(ROUNDS):  # alternating, so both see the same machine
-        for start, results in ((start_server, ours), (start_reference, bare)):
+    servers: dict[str, Callable[[Path], tuple[subprocess.Popen[bytes], str]]] = {"katsched": start_server}
+    if BEFORE is not None:
+        servers["before"] = lambda directory: start_server(directory, BEFORE)
+    servers["reference"] = start_reference
+    rounds: dict[str, list[Figures]] = {name: [] for name in servers}
+    for _ in range(ROUNDS):  # alternating, so all see the same machine
+        for name, start in servers.items():
             with tempfile.TemporaryDirectory() as directory:
                 server, url = start(Path(directory))
                 try:
-                    results.append(suite(server, url))
+                    rounds[name].append(suite(server, url))
                 finally:
                     server.terminate()
                     server.wait(timeout=30)
-    katsched, reference = medians(ours), medians(bare)
+    figures = {name: medians(results) for name, results in rounds.items()}
+    reference = figures.pop("reference")
     print(
         f"medians of {ROUNDS}; reference: a bare ASGI app with raw sqlite3 on the same uvicorn (bare_app.py)"
+        + (f"; before: {BEFORE}" if BEFORE else "")
     )
-    print(f"{'':<28}{'katsched':>12}{'reference':>12}{'ratio':>8}")
-    for name, ours_value in katsched.items():
-        ratio = ours_value / reference[name]
-        print(f"{name:<28}{ours_value:>12.2f}{reference[name]:>12.2f}{ratio:>8.2f}")
+    print(f"{'':<28}" + "".join(f"{name:>12}{'ratio':>8}" for name in figures) + f"{'reference':>12}")
+    for name, value in reference.items():
+        cells = "".join(f"{ours[name]:>12.2f}{ours[name] / value:>8.2f}" for ours in figures.values())
+        print(f"{name:<28}{cells}{value:>12.2f}")
     print(f"load average after the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print("targets: cpu/op <= 2x, sequential /s >= 0.7x, 16 clients p99 <= 1.5x the reference")
 
