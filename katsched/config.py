@@ -257,6 +257,17 @@ class RecurringSettings(_Section):
         return {**{key: interval for key in _FOLLOWS_INTERVAL}, **data}
 
 
+class ClusterSettings(_Section):
+    lease_duration: int = _number(
+        60,
+        "Seconds the daemon that runs the once-only jobs (stalled-task sweeps, retention, new-plugin "
+        "enumeration, re-ranking) holds them per renewal; it renews every third of this. When it dies, "
+        "another daemon on the same database takes them over within twice this.",
+        unit="seconds",
+        ge=3,
+    )
+
+
 def _ranker(default: str) -> Any:
     return Field(default, description="How queued tasks are ordered: staleness, ended_at or created_at.")
 
@@ -348,6 +359,10 @@ class Settings(_Section):
         description="Static organisations and plugins, for running without a Katalogus.",
     )
     recurring: RecurringSettings = Field(default_factory=RecurringSettings, description="Background jobs.")
+    cluster: ClusterSettings = Field(
+        default_factory=ClusterSettings,
+        description="Several daemons on one PostgreSQL database: which one runs the jobs that must run once.",
+    )
     schedulers: SchedulersSettings = Field(
         default_factory=SchedulersSettings, description="Per-scheduler queue behaviour."
     )

@@ -172,7 +172,9 @@ class Daemon:
 
     def _new_recurring(self) -> Recurring:
         jobs = {"lease_sweep": self.sweep, "retention": self.prune, "metrics": self.refresh_metrics}
-        self.recurring = wiring.build_recurring(self.started, self.settings.recurring, jobs)
+        self.recurring = wiring.build_recurring(
+            self.started, self.settings.recurring, jobs, holder=self.instance_id
+        )
         return self.recurring
 
     # the global jobs
@@ -229,6 +231,7 @@ class Daemon:
             "services": self._service_states(),
             "jobs": recurring.summary() if recurring is not None else {},
             "organisations": len(recurring.organisations()) if recurring is not None else 0,
+            "leases": recurring.leases_held() if recurring is not None else [],
             "swept_total": self.swept_total,
             "unplanned": self._unplanned_counts(),
             "api": {"enabled": self.settings.api.enabled, "address": self.api_address},

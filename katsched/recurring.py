@@ -6,6 +6,11 @@ refreshed by a job of their own; each one that appears gets its set of jobs, eac
 them. Every job coalesces missed runs, never overlaps itself, and starts at a random offset within its
 interval (plus per-run jitter), so a hundred organisations do not hit the database in the same second.
 
+A job that must run once across every daemon on the database names its lease: it runs only while this
+daemon holds that lease (see `katsched.job_leases`) and is skipped otherwise, without any I/O. The leases
+are renewed by a job of their own, on a thread of its own and without jitter, so that long planning runs
+never delay a renewal; a clean stop releases them once the running jobs have finished.
+
 A job that raises is logged (transient failures as a warning, anything else with its traceback) and simply
 runs again at its next time; it never stops the scheduler. APScheduler's untyped API stays in this module.
 """
@@ -27,10 +32,13 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from katsched.clock import Clock
 from katsched.errors import KatschedError, ServiceUnavailable, StorageUnavailable
+from katsched.job_leases import LeaseKeeper
 
 log = logging.getLogger("katsched.recurring")
 
 ORGANISATIONS_JOB = "organisations"
+LEASES_JOB = "leases"
+LEASES_EXECUTOR = "leases"
 MIN_MISFIRE_GRACE = 30.0
 
 JobResult = str | None
@@ -43,6 +51,7 @@ class GlobalJob:
     interval: float
     run: Callable[[], JobResult]
     first_at_start: bool = False  # run once right away (e.g. health probes), then every interval
+    lease: str | None = None  # runs only while this daemon holds the lease of that name
 
 
 @dataclass(frozen=True)
@@ -50,12 +59,14 @@ class OrganisationJob:
     name: str
     interval: float
     run: Callable[[str], JobResult]
+    lease: str | None = None
 
 
 @dataclass(frozen=True)
 class JobStats:
     runs: int = 0
     failures: int = 0
+    skipped: int = 0  # runs left to the daemon that holds the job's lease
     last_run_at: datetime | None = None
     last_error: str | None = None
     last_error_at: datetime | None = None
@@ -79,11 +90,14 @@ class Recurring:
         jitter: float = 0.0,
         workers: int = 4,
         rand: Callable[[], float] = random.random,
+        leases: LeaseKeeper | None = None,
     ) -> None:
         self._fetch_organisations = organisations
         self._organisation_jobs = {job.name: job for job in organisation_jobs}
         refresh = GlobalJob(ORGANISATIONS_JOB, organisations_interval, self._refresh_organisations)
         self._global_jobs = {job.name: job for job in [refresh, *global_jobs]}
+        self._leases = leases
+        _check_leases(leases, [*organisation_jobs, *global_jobs])
         self._clock = clock
         self._jitter = jitter
         self._rand = rand
@@ -93,7 +107,10 @@ class Recurring:
         self._scheduler: Any = BackgroundScheduler(
             jobstores={"default": MemoryJobStore()},
             executors={
-                "default": ThreadPoolExecutor(workers, pool_kwargs={"thread_name_prefix": "recurring"})
+                "default": ThreadPoolExecutor(workers, pool_kwargs={"thread_name_prefix": "recurring"}),
+                LEASES_EXECUTOR: ThreadPoolExecutor(
+                    1, pool_kwargs={"thread_name_prefix": "recurring-leases"}
+                ),
             },
             job_defaults={"coalesce": True, "max_instances": 1},
             timezone=UTC,
@@ -108,6 +125,8 @@ class Recurring:
     def start(self, *, paused: bool = False) -> None:
         """Add the global jobs, fetch the organisations once, and start (a paused scheduler runs nothing)."""
         self._scheduler.start(paused=paused)
+        if self._leases is not None:
+            self._add_lease_renewal(self._leases)
         for job in self._global_jobs.values():
             self._add(job_id(job.name), job.interval, self._run_global, [job.name], now=job.first_at_start)
         self.sync_organisations()
@@ -117,16 +136,22 @@ class Recurring:
         return bool(self._scheduler.running) and thread is not None and thread.is_alive()
 
     def stop(self, timeout: float) -> bool:
-        """Stop scheduling and wait up to `timeout` seconds for running jobs; whether they all finished."""
-        if not self._scheduler.running:
-            return True
-        stopper = threading.Thread(target=self._scheduler.shutdown, name="recurring-stop", daemon=True)
-        stopper.start()
-        stopper.join(timeout)
-        if stopper.is_alive():
-            log.warning("recurring_stop_timeout timeout=%.1f", timeout)
-            return False
+        """Stop scheduling and wait up to `timeout` seconds for running jobs; whether they all finished.
+        The leases are released only when they did: a job still running keeps its lease until it expires."""
+        if self._scheduler.running:
+            stopper = threading.Thread(target=self._scheduler.shutdown, name="recurring-stop", daemon=True)
+            stopper.start()
+            stopper.join(timeout)
+            if stopper.is_alive():
+                log.warning("recurring_stop_timeout timeout=%.1f", timeout)
+                return False
+        if self._leases is not None:
+            self._leases.release()
         return True
+
+    def leases_held(self) -> list[str]:
+        """The names of the job leases this daemon holds now."""
+        return self._leases.held() if self._leases is not None else []
 
     # organisations
 
@@ -169,11 +194,29 @@ class Recurring:
 
     # jobs
 
+    def _add_lease_renewal(self, leases: LeaseKeeper) -> None:
+        """Renewals run at once, then steadily (no jitter) on their own thread."""
+        self._scheduler.add_job(
+            self._execute,
+            trigger=IntervalTrigger(
+                seconds=leases.renew_interval, start_date=self._clock.now(), timezone=UTC
+            ),
+            args=[LEASES_JOB, leases.renew, {"job": LEASES_JOB}],
+            id=LEASES_JOB,
+            name=LEASES_JOB,
+            executor=LEASES_EXECUTOR,
+            next_run_time=self._clock.now(),  # at once, as `_add(now=True)`
+            misfire_grace_time=math.ceil(max(leases.renew_interval, MIN_MISFIRE_GRACE)),
+            replace_existing=True,
+        )
+
     def _add(
         self, identifier: str, interval: float, func: Callable[..., None], args: list[str], now: bool = False
     ) -> None:
         offset = 0.0 if now else self._rand() * interval
         first_run = self._clock.now() + timedelta(seconds=offset)
+        # A trigger whose start has just passed fires first a whole interval later: `now` says when.
+        at_once = {"next_run_time": first_run} if now else {}
         self._scheduler.add_job(
             func,
             trigger=self._trigger(interval, first_run),
@@ -182,6 +225,7 @@ class Recurring:
             name=identifier,
             misfire_grace_time=math.ceil(max(interval, MIN_MISFIRE_GRACE)),
             replace_existing=True,
+            **at_once,
         )
 
     def _trigger(self, interval: float, start: datetime) -> Any:
@@ -224,7 +268,9 @@ class Recurring:
         result: dict[str, dict[str, Any]] = {}
         for identifier, next_run in sorted(self.next_runs().items()):
             name = identifier.split("@", 1)[0]
-            entry = result.setdefault(name, {"next_run_at": None, "instances": 0, "runs": 0, "failures": 0})
+            entry = result.setdefault(
+                name, {"next_run_at": None, "instances": 0, "runs": 0, "failures": 0, "skipped": 0}
+            )
             entry["instances"] += 1
             at = next_run.astimezone(UTC).isoformat() if next_run is not None else None
             if at is not None and (entry["next_run_at"] is None or at < entry["next_run_at"]):
@@ -232,6 +278,7 @@ class Recurring:
             job = stats.get(identifier, JobStats())
             entry["runs"] += job.runs
             entry["failures"] += job.failures
+            entry["skipped"] += job.skipped
             if job.last_error_at is not None and job.last_error_at.isoformat() > entry.get(
                 "last_error_at", ""
             ):
@@ -241,13 +288,23 @@ class Recurring:
 
     def _run_global(self, name: str) -> None:
         job = self._global_jobs[name]
-        self._execute(job_id(name), lambda: job.run(), {"job": name})
+        if self._may_run(job_id(name), job.lease):
+            self._execute(job_id(name), lambda: job.run(), {"job": name})
 
     def _run_organisation(self, name: str, organisation: str) -> None:
-        job = self._organisation_jobs[name]
-        self._execute(
-            job_id(name, organisation), lambda: job.run(organisation), {"job": name, "org": organisation}
-        )
+        job, identifier = self._organisation_jobs[name], job_id(name, organisation)
+        if self._may_run(identifier, job.lease):
+            self._execute(identifier, lambda: job.run(organisation), {"job": name, "org": organisation})
+
+    def _may_run(self, identifier: str, lease: str | None) -> bool:
+        """Whether a run may go ahead here: its job needs no lease, or this daemon holds it (a skip is
+        counted, not logged: it happens on every daemon but one, every interval)."""
+        if lease is None or (self._leases is not None and self._leases.holds(lease)):
+            return True
+        with self._lock:
+            stats = self._stats.get(identifier, JobStats())
+            self._stats[identifier] = replace(stats, skipped=stats.skipped + 1)
+        return False
 
     def _execute(self, identifier: str, call: Callable[[], JobResult], context: dict[str, str]) -> None:
         where = " ".join(f"{key}={value}" for key, value in context.items())
@@ -288,6 +345,16 @@ class Recurring:
 
 
 J = TypeVar("J", GlobalJob, OrganisationJob)
+
+
+def _check_leases(leases: LeaseKeeper | None, jobs: Sequence[GlobalJob | OrganisationJob]) -> None:
+    """A job naming a lease nobody takes would never run: refuse it at the start, loudly."""
+    known = set(leases.names) if leases is not None else set()
+    for job in jobs:
+        if job.lease is not None and job.lease not in known:
+            raise ValueError(
+                f"job {job.name!r} needs lease {job.lease!r}, which this scheduler does not take"
+            )
 
 
 def _with_interval(job: J, intervals: Mapping[str, float]) -> J:

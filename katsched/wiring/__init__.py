@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from katsched.schedulers.sweeps import LeaseTimeouts
     from katsched.schedulers.unplanned import UnplannedEvents
     from katsched.store.daemon_state import DaemonStateStore
+    from katsched.store.leases import SqlJobLeases
     from katsched.store.maintenance import SqlHousekeeping
     from katsched.store.queue import SqlTaskQueue
     from katsched.store.schedules import SqlScheduleStore
@@ -269,6 +270,13 @@ class Core:
         from katsched.store.daemon_state import DaemonStateStore
 
         return DaemonStateStore(self.engine)
+
+    @property
+    def job_leases(self) -> SqlJobLeases:
+        """Which daemon runs the jobs that must run once (see `wiring._jobs.ONCE_ONLY_JOBS`)."""
+        from katsched.store.leases import SqlJobLeases
+
+        return SqlJobLeases(self.engine)
 
     def register_daemon(self, instance_id: str, hostname: str, pid: int) -> None:
         """This daemon's row in the daemon states, written afresh at start."""

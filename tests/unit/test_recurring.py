@@ -12,9 +12,10 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from katsched.errors import InvalidValue, ServiceUnavailable, StorageUnavailable
+from katsched.job_leases import LeaseKeeper
 from katsched.recurring import GlobalJob, JobResult, OrganisationJob, Recurring, job_id
 from katsched.store.engine import build_engine, write
-from katsched.testing import FakeClock
+from katsched.testing import FakeClock, MemoryJobLeases
 
 HOUR = 3600.0
 
@@ -280,3 +281,90 @@ def test_summary_groups_organisation_jobs_for_the_dashboard(recurring: Recurring
 def test_stop_ends_the_scheduler_thread(recurring: Recurring) -> None:
     assert recurring.stop(timeout=10)
     assert not recurring.alive()
+
+
+def leased(clock: FakeClock, store: MemoryJobLeases, holder: str, calls: Calls) -> Recurring:
+    """A job set whose "plan" and "sweep" jobs need the "once" lease and whose "refresh" job does not."""
+    return Recurring(
+        organisations=lambda: ["acme"],
+        organisation_jobs=[
+            OrganisationJob("plan", HOUR, calls, lease="once"),
+            OrganisationJob("look", HOUR, calls),
+        ],
+        global_jobs=[GlobalJob("sweep", HOUR, calls, lease="once")],
+        clock=clock,
+        organisations_interval=HOUR,
+        jitter=5,
+        rand=lambda: 1.0,
+        leases=LeaseKeeper(store, holder, ["once"], timedelta(seconds=30), clock),
+    )
+
+
+def test_leased_jobs_run_on_the_daemon_that_holds_the_lease_and_are_skipped_elsewhere(calls: Calls) -> None:
+    clock, store = wall_clock(), MemoryJobLeases()
+    elsewhere = Calls()
+    holder, other = leased(clock, store, "host-a:1", calls), leased(clock, store, "host-b:2", elsewhere)
+    holder.start()
+    wait_until(lambda: holder.leases_held() == ["once"])
+    other.start()
+    try:
+        wait_until(lambda: other.stats().get("leases") is not None)
+        assert other.leases_held() == []
+        for jobs in (holder, other):
+            for identifier in ("plan@acme", "sweep", "look@acme"):
+                jobs.run_now(identifier)
+        wait_until(lambda: calls.count() == 3 and elsewhere.count() == 1)
+        assert other.stats()["plan@acme"].skipped == 1 and other.stats()["plan@acme"].runs == 0
+        assert other.summary()["sweep"]["skipped"] == 1
+        assert holder.summary()["sweep"] | {"next_run_at": None} == {
+            "next_run_at": None,
+            "instances": 1,
+            "runs": 1,
+            "failures": 0,
+            "skipped": 0,
+        }
+    finally:
+        holder.stop(timeout=10)
+        other.stop(timeout=10)
+
+
+def test_leases_renew_steadily_on_their_own_thread_and_a_clean_stop_releases_them(calls: Calls) -> None:
+    clock, store = wall_clock(), MemoryJobLeases()
+    jobs = leased(clock, store, "host-a:1", calls)
+    jobs.start()
+    try:
+        renewal = jobs._scheduler.get_job("leases")
+        assert renewal.executor == "leases" and renewal.trigger.jitter is None
+        assert renewal.trigger.interval == timedelta(seconds=10)
+        wait_until(lambda: jobs.leases_held() == ["once"])
+        assert [lease.holder for lease in store.leases()] == ["host-a:1"]
+    finally:
+        assert jobs.stop(timeout=10)
+    assert jobs.leases_held() == [] and store.leases() == []
+
+
+def test_a_job_that_names_a_lease_nobody_takes_is_refused(calls: Calls) -> None:
+    with pytest.raises(ValueError, match="job 'sweep' needs lease 'once'"):
+        Recurring(
+            organisations=list,
+            organisation_jobs=[],
+            global_jobs=[GlobalJob("sweep", HOUR, calls, lease="once")],
+            clock=wall_clock(),
+            organisations_interval=HOUR,
+        )
+
+
+def test_a_job_that_runs_at_the_start_runs_at_once(calls: Calls) -> None:
+    jobs = Recurring(
+        organisations=list,
+        organisation_jobs=[],
+        global_jobs=[GlobalJob("probe", HOUR, calls, first_at_start=True)],
+        clock=wall_clock(),
+        organisations_interval=HOUR,
+        rand=lambda: 1.0,
+    )
+    jobs.start()
+    try:
+        wait_until(lambda: calls.count() == 1, timeout=5)
+    finally:
+        jobs.stop(timeout=10)

@@ -69,7 +69,7 @@ def test_the_app_serves_explain_from_the_core(core: wiring.Core) -> None:
 
 def test_recurring_jobs_take_the_intervals_they_are_given(core: wiring.Core, settings: Settings) -> None:
     reloaded = settings.recurring.model_copy(update={"reschedule_interval": 30})
-    recurring = wiring.build_recurring(core, reloaded, {"lease_sweep": lambda: None})
+    recurring = wiring.build_recurring(core, reloaded, {"lease_sweep": lambda: None}, holder="host:1")
     recurring.start(paused=True)
     try:
         jobs = {job.id: job for job in recurring._scheduler.get_jobs()}
@@ -79,6 +79,40 @@ def test_recurring_jobs_take_the_intervals_they_are_given(core: wiring.Core, set
         assert jobs["lease_sweep"].trigger.interval == timedelta(seconds=settings.recurring.sweep_interval)
     finally:
         recurring.stop(timeout=10)
+
+
+def test_the_once_only_jobs_share_one_lease_held_in_the_database(
+    core: wiring.Core, settings: Settings
+) -> None:
+    """Sweeps, retention, re-ranking and new-plugin enumeration run on one daemon; rescheduling (claimed row
+    by row), the organisations refresh and the health probes run on every daemon."""
+    octopoes = settings.model_copy(
+        update={"octopoes": settings.octopoes.model_copy(update={"url": "http://o"})}
+    )
+    with_objects = wiring.Core(octopoes, core.clock, core.queue, core.schedules, core.services, core.planners)
+    bodies = {name: lambda: None for name in ("lease_sweep", "retention", "metrics")}
+    recurring = wiring.build_recurring(with_objects, settings.recurring, bodies, holder="host:1")
+    jobs = {**recurring._global_jobs, **recurring._organisation_jobs}
+    assert {name: job.lease for name, job in jobs.items()} == {
+        "organisations": None,
+        "metrics": None,
+        "boefje.reschedule": None,
+        "report.reschedule": None,
+        "lease_sweep": "once-only",
+        "retention": "once-only",
+        "boefje.rerank": "once-only",
+        "boefje.new_plugins": "once-only",
+    }
+    recurring.start(paused=True)
+    try:
+        recurring._leases.renew()  # type: ignore[union-attr]
+        assert recurring.leases_held() == ["once-only"]
+        assert [(lease.name, lease.holder) for lease in core.job_leases.leases()] == [("once-only", "host:1")]
+        expires = core.job_leases.leases()[0].expires_at
+        assert expires == core.clock.now() + timedelta(seconds=settings.cluster.lease_duration)
+    finally:
+        recurring.stop(timeout=10)
+    assert core.job_leases.leases() == [], "a clean stop releases the lease"
 
 
 def test_no_consumers_unless_amqp_is_enabled(core: wiring.Core, settings: Settings) -> None:
