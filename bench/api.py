@@ -170,15 +170,18 @@ def client_process(url: str, operation: str, prefix: str, times: int, barrier: A
 _rounds = itertools.count()
 
 
-def run(url: str, operation: str, clients: int, per_client: int) -> tuple[float, list[float]]:
-    """(operations per second, every latency) for `clients` processes doing `per_client` calls each."""
+def run(url: str | list[str], operation: str, clients: int, per_client: int) -> tuple[float, list[float]]:
+    """(operations per second, every latency) for `clients` processes doing `per_client` calls each; given
+    several servers' URLs, client i talks to the server i mod their number (bench/scaleout.py)."""
+    urls = [url] if isinstance(url, str) else url
     context = multiprocessing.get_context("fork")
     barrier = context.Barrier(clients)
     results = context.SimpleQueue()
     prefix = f"r{next(_rounds)}"
     processes = [
         context.Process(
-            target=client_process, args=(url, operation, f"{prefix}c{i}", per_client, barrier, results)
+            target=client_process,
+            args=(urls[i % len(urls)], operation, f"{prefix}c{i}", per_client, barrier, results),
         )
         for i in range(clients)
     ]
