@@ -30,6 +30,11 @@ class MemoryHousekeeping:
                 and row.dispatch_expiries + 1 < max_attempts
                 and not any(twin.task.hash == row.task.hash for twin in contents.queued(scheduler_id))
             ]
+            # One QUEUED task per identity: of lost twins only the newest is queued again.
+            newest = {
+                row.task.hash: row for row in sorted(lost, key=lambda r: (r.task.created_at, str(r.task.id)))
+            }
+            lost = [row for row in lost if newest[row.task.hash] is row]
             for row in lost:
                 attempt = row.dispatch_expiries + 1
                 reason = f"dispatch_lease_expired requeued attempt={attempt} max_attempts={max_attempts}"

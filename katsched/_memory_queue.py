@@ -53,6 +53,7 @@ class MemoryTaskQueue(MemoryTaskStore):
             if "status" in values:
                 values["status"] = TaskStatus(values["status"])
                 check_transition(row.task.status, values["status"])
+                contents.refuse_queued_twin(row.task, values["status"])
             if "schedule_id" in values and values["schedule_id"] is not None:
                 _refuse_unknown_schedule(contents, values["schedule_id"])
             try:

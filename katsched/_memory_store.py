@@ -213,6 +213,7 @@ class MemoryTaskStore:
             if row is None:
                 raise NotFound(f"task not found, by task_id: {task_id}")
             check_transition(row.task.status, status)
+            contents.refuse_queued_twin(row.task, status)
             return copy_task(contents.set_status(row, status, self.clock.now(), reason))
 
     def cancel(self, task_id: uuid.UUID, reason: str | None = None) -> Task:

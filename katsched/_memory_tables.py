@@ -13,6 +13,7 @@ from datetime import datetime
 
 from katsched.core.models import Schedule, Task, TaskStatus
 from katsched.core.ports import PoppedBy
+from katsched.core.push import twin_queued
 from katsched.errors import InvalidValue
 
 StatusEvent = tuple[TaskStatus, datetime, str | None]
@@ -50,6 +51,14 @@ class Contents:
             and row.task.status is TaskStatus.QUEUED
             and (organisation is None or row.task.organisation == organisation)
         ]
+
+    def refuse_queued_twin(self, task: Task, status: TaskStatus) -> None:
+        """One QUEUED task per (scheduler, hash), as the database's unique index keeps it (migration 0012)."""
+        if status is not TaskStatus.QUEUED or task.status is TaskStatus.QUEUED:
+            return
+        for row in self.queued(task.scheduler_id):
+            if row.task.hash == task.hash and row.task.id != task.id:
+                raise twin_queued(row.task.id)
 
     def set_status(self, row: TaskRow, status: TaskStatus, now: datetime, reason: str | None) -> Task:
         """Move a stored task to `status`, recording the move as the database's trigger does."""

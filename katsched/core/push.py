@@ -50,6 +50,9 @@ def check_capacity(policy: PushPolicy, queued: int, priority: int) -> None:
         raise QueueFull(f"the queue is full ({queued} of {policy.maxsize} tasks)")
 
 
+ALREADY_QUEUED = "queue is not allowed to push items"
+
+
 def decide_push(
     policy: PushPolicy,
     existing: tuple[int | None, dict[str, Any]] | None,
@@ -66,7 +69,7 @@ def decide_push(
         or (policy.allow_priority_updates and old_priority != priority)
     ):
         return PushAction.UPDATE
-    raise NotAllowed("queue is not allowed to push items")
+    raise NotAllowed(ALREADY_QUEUED)
 
 
 def align_ids(
@@ -106,6 +109,18 @@ class Refusal:
     reason: str
 
 
+def already_queued() -> Refusal:
+    """The refusal of a draft whose queued twin the push policy may not change."""
+    return Refusal(PushResult.ALREADY_QUEUED, ALREADY_QUEUED)
+
+
+def twin_queued(twin_id: uuid.UUID) -> NotAllowed:
+    """The refusal to move a task back to QUEUED while another task of its identity is queued."""
+    refused = NotAllowed(f"task {twin_id} with the same identity is already queued")
+    refused.twin_id = twin_id
+    return refused
+
+
 def prepare_draft(draft: TaskDraft) -> PreparedDraft:
     """Validate a draft for its scheduler: `NotFound` for an unknown scheduler, else `InvalidItem` (from a
     planner, a bug: it propagates)."""
@@ -128,8 +143,8 @@ def decide_draft(
         action = decide_push(policy, existing, item.priority, item.data)
         if action is PushAction.INSERT:
             check_capacity(policy, queued, item.priority)
-    except NotAllowed as refused:
-        return Refusal(PushResult.ALREADY_QUEUED, str(refused))
+    except NotAllowed:
+        return already_queued()
     except QueueFull as full:
         return Refusal(PushResult.QUEUE_FULL, str(full))
     return action

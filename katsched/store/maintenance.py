@@ -4,8 +4,8 @@ import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ColumnElement, Engine, delete, func, literal_column, select, update
-from sqlalchemy.sql import Select
+from sqlalchemy import ColumnElement, Engine, and_, delete, func, literal_column, or_, select, update
+from sqlalchemy.sql import FromClause, Select
 
 from katsched.core.models import TaskStatus
 from katsched.core.transitions import LEASE_EXPIRED, TERMINAL
@@ -58,18 +58,26 @@ def requeue_lost_dispatches(
     `max_attempts` were lost and no task of the same identity is queued meanwhile. Each move is recorded
     with its attempt number; `sweep_expired_leases` fails those left behind."""
     twin = tasks.alias("twin")
-    queued_twin = (
-        select(twin.c.id)
-        .where(
-            twin.c.scheduler_id == tasks.c.scheduler_id, twin.c.hash == tasks.c.hash, twin.c.status == QUEUED
+    same_identity = (twin.c.scheduler_id == tasks.c.scheduler_id, twin.c.hash == tasks.c.hash)
+    queued_twin = select(twin.c.id).where(*same_identity, twin.c.status == QUEUED).exists()
+
+    def lost(table: FromClause) -> tuple[ColumnElement[bool], ...]:
+        return (
+            table.c.scheduler_id == scheduler_id,
+            table.c.status == DISPATCHED,
+            table.c.modified_at < now - dispatch_timeout,
+            table.c.dispatch_expiries + 1 < max_attempts,
         )
-        .exists()
+
+    # One QUEUED task per identity (migration 0012): of lost twins only the newest is queued again.
+    newer = or_(
+        twin.c.created_at > tasks.c.created_at,
+        and_(twin.c.created_at == tasks.c.created_at, twin.c.id > tasks.c.id),
     )
+    newer_lost_twin = select(twin.c.id).where(*same_identity, *lost(twin), newer).exists()
     statement = (
         update(tasks)
-        .where(tasks.c.scheduler_id == scheduler_id, tasks.c.status == DISPATCHED)
-        .where(tasks.c.modified_at < now - dispatch_timeout)
-        .where(tasks.c.dispatch_expiries + 1 < max_attempts, ~queued_twin)
+        .where(*lost(tasks), ~queued_twin, ~newer_lost_twin)
         .values(
             status=TaskStatus.QUEUED.value, modified_at=now, dispatch_expiries=tasks.c.dispatch_expiries + 1
         )

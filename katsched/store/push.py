@@ -5,6 +5,12 @@ duplicates of the whole batch, then one INSERT each for the new schedules and th
 come from the database's trigger), and one UPDATE for the schedules that were found. Rescheduling 500 due
 schedules is then a handful of statements in one transaction instead of 1,500 transactions, and a batch is
 committed whole or not at all, so a task is never left queued without the schedule deadline that goes with it.
+
+The database keeps one QUEUED task per (scheduler, hash) (the unique index ix_tasks_queued_identity). On
+PostgreSQL another pusher can queue a twin after the duplicate query has looked, so the INSERT names that
+index as its conflict target and applies the push policy to the twin it meets, in the statement
+(`katsched.store.task_upsert`). The rows it returns say which drafts were inserted, which updated the twin,
+and which were refused. On SQLite the write lock held from BEGIN IMMEDIATE makes the duplicate query final.
 """
 
 import uuid
@@ -18,11 +24,12 @@ from sqlalchemy.exc import IntegrityError
 
 from katsched.core.models import PushPolicy, Task, TaskStatus
 from katsched.core.ports import PushOutcome, PushResult, TaskDraft
-from katsched.core.push import PreparedDraft, PushAction, Refusal, decide_draft, prepare_draft
+from katsched.core.push import PreparedDraft, PushAction, Refusal, already_queued, decide_draft, prepare_draft
 from katsched.errors import NotAllowed
 from katsched.store import counts
 from katsched.store.schedule_links import LINK_SCHEDULE, linked_schedule, new_schedule
 from katsched.store.tables import schedules, tasks
+from katsched.store.task_upsert import task_upsert
 
 PolicyFor = Callable[[str], PushPolicy]
 
@@ -42,12 +49,11 @@ _QUEUED_BY_HASH = (
 )
 # One hash (a single push): no ORDER BY, so SQLite always takes ix_tasks_identity with the status in it, even
 # before ANALYZE; a push keeps at most one QUEUED task per hash, so there is no newest to choose.
-_QUEUED_TWIN = (
+QUEUED_TWIN = (
     select(tasks.c.id, tasks.c.hash, tasks.c.priority, tasks.c.data)
     .where(tasks.c.scheduler_id == bindparam("scheduler_id"), tasks.c.hash == bindparam("hash"), IS_QUEUED)
     .limit(1)
 )
-_INSERT_TASKS = insert(tasks)
 _INSERT_SCHEDULES = insert(schedules)
 
 
@@ -56,6 +62,15 @@ class _Queued:
     id: uuid.UUID
     priority: int | None
     data: Any
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A draft to insert in the next flush: its row, and the place of its outcome in the batch."""
+
+    item: PreparedDraft
+    row: dict[str, Any]
+    place: int
 
 
 def push_drafts(
@@ -77,14 +92,16 @@ class _PushBatch:
         self._queued_counts: dict[str, int] = {}
         self._new_schedules: list[dict[str, Any]] = []
         self._linked_schedules: list[dict[str, Any]] = []
-        self._new_tasks: list[dict[str, Any]] = []
+        self._pending: dict[tuple[str, str], _Pending] = {}
+        self._outcomes: list[PushOutcome] = []
 
     def run(self, prepared: Sequence[PreparedDraft]) -> list[PushOutcome]:
         self._load_queued(prepared)
         self._count_queued(prepared)
-        outcomes = [self._push(item) for item in prepared]
+        for item in prepared:
+            self._outcomes.append(self._push(item))
         self._flush()
-        return outcomes
+        return self._outcomes
 
     def _load_queued(self, prepared: Sequence[PreparedDraft]) -> None:
         by_scheduler: dict[str, set[str]] = {}
@@ -93,7 +110,7 @@ class _PushBatch:
         for scheduler_id, hashes in by_scheduler.items():
             if len(hashes) == 1:
                 (one,) = hashes
-                found = self._connection.execute(_QUEUED_TWIN, {"scheduler_id": scheduler_id, "hash": one})
+                found = self._connection.execute(QUEUED_TWIN, {"scheduler_id": scheduler_id, "hash": one})
             else:
                 parameters = {"scheduler_id": scheduler_id, "hashes": list(hashes)}
                 found = self._connection.execute(_QUEUED_BY_HASH, parameters)
@@ -111,6 +128,8 @@ class _PushBatch:
     def _push(self, item: PreparedDraft) -> PushOutcome:
         scheduler_id = item.draft.scheduler_id
         key = (scheduler_id, item.hash)
+        if key in self._pending:
+            self._flush()  # the twin is a row of this batch: decide against it as the database holds it
         existing = self._queued.get(key)
         previous = (existing.priority, existing.data) if existing is not None else None
         queued = self._queued_counts.get(scheduler_id, 0)
@@ -119,9 +138,10 @@ class _PushBatch:
             twin = existing.id if existing is not None else None
             return PushOutcome(item.draft, action.result, twin_id=twin, refusal=action.reason)
         schedule_id = self._link(item) or item.draft.schedule_id
+        task = None
         if action is PushAction.UPDATE and existing is not None:
             task = self._update(existing.id, item, schedule_id)
-        else:
+        if task is None:  # no twin, or it left the queue since the batch looked
             task = self._insert(item, schedule_id)
             self._queued_counts[scheduler_id] = queued + 1  # manual tasks bypass maxsize, yet take room
         self._queued[key] = _Queued(task.id, task.priority, task.data)
@@ -156,12 +176,13 @@ class _PushBatch:
             "last_run_at": item.draft.last_run_at,
             "rerank_at": item.draft.rerank_at,
         }
-        self._new_tasks.append(row)
+        self._pending[(item.draft.scheduler_id, item.hash)] = _Pending(item, row, len(self._outcomes))
         return Task.model_validate(row)
 
-    def _update(self, task_id: uuid.UUID, item: PreparedDraft, schedule_id: uuid.UUID | None) -> Task:
-        """The push policy lets this draft replace a queued duplicate: it keeps the queued task's id."""
-        self._flush()  # the duplicate may be a row of this very batch
+    def _update(self, task_id: uuid.UUID, item: PreparedDraft, schedule_id: uuid.UUID | None) -> Task | None:
+        """The push policy lets this draft replace a queued duplicate: it keeps the queued task's id. None
+        when the duplicate is no longer queued (popped by another process since the batch looked)."""
+        self._flush()  # the schedule may be a row of this very batch
         data = {**item.data, "id": str(task_id)} if "id" in item.data else item.data
         values: dict[str, Any] = {
             "priority": item.priority,
@@ -173,7 +194,8 @@ class _PushBatch:
         if schedule_id is not None:
             values["schedule_id"] = schedule_id
         statement = update(tasks).where(tasks.c.id == task_id, IS_QUEUED).values(**values).returning(*tasks.c)
-        return Task.model_validate(self._connection.execute(statement).one()._mapping)
+        row = self._connection.execute(statement).first()
+        return None if row is None else Task.model_validate(row._mapping)
 
     def _flush(self) -> None:
         # Schedules first: the tasks refer to them.
@@ -181,19 +203,55 @@ class _PushBatch:
             self._connection.execute(_INSERT_SCHEDULES, self._new_schedules)
         if self._linked_schedules:
             self._connection.execute(LINK_SCHEDULE, self._linked_schedules)
-        if self._new_tasks:
-            self._insert_tasks(self._new_tasks)
-        self._new_schedules, self._linked_schedules, self._new_tasks = [], [], []
+        pending, self._pending = self._pending, {}
+        by_scheduler: dict[str, list[_Pending]] = {}
+        for one in pending.values():
+            by_scheduler.setdefault(one.item.draft.scheduler_id, []).append(one)
+        for scheduler_id, rows in by_scheduler.items():
+            self._insert_tasks(scheduler_id, rows)
+        self._new_schedules, self._linked_schedules = [], []
 
-    def _insert_tasks(self, rows: list[dict[str, Any]]) -> None:
+    def _insert_tasks(self, scheduler_id: str, pending: list[_Pending]) -> None:
+        """Insert one scheduler's new rows; a draft that met a twin queued meanwhile takes the outcome the
+        statement gave it (the twin updated, or a refusal)."""
+        statement = task_upsert(self._connection.dialect.name, self._policy_for(scheduler_id))
+        rows = [one.row for one in pending]
         try:
-            self._connection.execute(_INSERT_TASKS, rows[0] if len(rows) == 1 else rows)
+            returned = self._connection.execute(statement, rows[0] if len(rows) == 1 else rows).all()
         except IntegrityError as exc:
             if not _duplicate_key(exc):
                 raise  # a schedule that does not exist, say: the foreign key refuses
             ids = ", ".join(str(row["id"]) for row in rows)
             taken = f"a task with id {ids}" if len(rows) == 1 else f"a task with one of the ids {ids}"
             raise NotAllowed(f"{taken} already exists") from exc
+        written = {row.hash: row for row in returned}
+        for one in pending:
+            row = written.get(one.item.hash)
+            if row is None or (row.id, row.created_at) != (one.row["id"], self._now):
+                self._met_twin(one, None if row is None else row.id)
+
+    def _met_twin(self, pending: _Pending, updated: uuid.UUID | None) -> None:
+        """The draft met a twin another transaction queued after this batch looked: `updated` is the twin's
+        id when the statement updated it under the push policy, None when the policy refused the draft."""
+        item = pending.item
+        key = (item.draft.scheduler_id, item.hash)
+        if key[0] in self._queued_counts:
+            self._queued_counts[key[0]] -= 1  # the draft did not add a queued task after all
+        if updated is not None:
+            found = self._connection.execute(select(tasks).where(tasks.c.id == updated)).one()
+            task = Task.model_validate(found._mapping)
+            self._queued[key] = _Queued(task.id, task.priority, task.data)
+            self._outcomes[pending.place] = PushOutcome(item.draft, PushResult.PUSHED, task)
+            return
+        twin = self._connection.execute(QUEUED_TWIN, {"scheduler_id": key[0], "hash": item.hash}).first()
+        if twin is not None:
+            self._queued[key] = _Queued(twin.id, twin.priority, twin.data)
+        else:
+            self._queued.pop(key, None)
+        refusal = already_queued()
+        twin_id = None if twin is None else twin.id
+        outcome = PushOutcome(item.draft, refusal.result, twin_id=twin_id, refusal=refusal.reason)
+        self._outcomes[pending.place] = outcome
 
 
 def _duplicate_key(exc: IntegrityError) -> bool:

@@ -42,7 +42,7 @@ from katsched.core.ports import (
     TaskQuery,
     render_task,
 )
-from katsched.core.push import pushed_task, scheduler_kind
+from katsched.core.push import pushed_task, scheduler_kind, twin_queued
 from katsched.core.transitions import check_transition
 from katsched.errors import NotFound, StorageError
 from katsched.store import counts
@@ -50,7 +50,7 @@ from katsched.store.decisions import upsert_decisions
 from katsched.store.engine import read, write
 from katsched.store.filters import compile_filter
 from katsched.store.history import add_reason
-from katsched.store.push import IS_QUEUED, push_drafts
+from katsched.store.push import IS_QUEUED, QUEUED_TWIN, push_drafts
 from katsched.store.tables import task_events, tasks
 
 logger = logging.getLogger("katsched.store")
@@ -147,6 +147,20 @@ def _build_claim(scheduler_id: str, filters: FilterExpr | None, dialect: str) ->
 
 
 _cached_claim = lru_cache(maxsize=256)(_build_claim)
+
+
+_STATUS_AND_IDENTITY = select(tasks.c.status, tasks.c.scheduler_id, tasks.c.hash).where(
+    tasks.c.id == bindparam("task_id")
+)
+
+
+def _refuse_queued_twin(connection: Connection, scheduler_id: str, identity: str | None) -> None:
+    """A task moved back to QUEUED may not join a queued twin (the unique index would refuse it less
+    precisely)."""
+    parameters = {"scheduler_id": scheduler_id, "hash": identity}
+    twin = connection.execute(QUEUED_TWIN, parameters).first()
+    if twin is not None:
+        raise twin_queued(twin.id)
 
 
 class SqlTaskQueue:
@@ -297,17 +311,18 @@ class SqlTaskQueue:
             raise StorageError(f"cannot update task fields {sorted(unknown)}")
         now = self.clock.now()
         with write(self.engine) as connection:
-            current = connection.execute(
-                select(tasks.c.status).where(tasks.c.id == task_id)
-            ).scalar_one_or_none()
-            if current is None:
+            found = connection.execute(_STATUS_AND_IDENTITY, {"task_id": task_id}).first()
+            if found is None:
                 raise NotFound(f"task not found, by task_id: {task_id}")
+            current = found.status
             values = dict(changes)
             if "priority" in values:
                 values |= MANUAL_RANK
             if "status" in values:
                 new_status = TaskStatus(values["status"])
                 check_transition(TaskStatus(current), new_status)
+                if new_status is TaskStatus.QUEUED and current != new_status.value:
+                    _refuse_queued_twin(connection, found.scheduler_id, found.hash)
                 values["status"] = new_status.value
             statement = (
                 update(tasks)

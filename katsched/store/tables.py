@@ -30,6 +30,16 @@ class TaskRow(SQLModel, table=True):
         # Equality on all three columns of a push's duplicate check: SQLite then prefers this index over
         # ix_tasks_status_modified even before ANALYZE has run.
         Index("ix_tasks_identity", "hash", "scheduler_id", "status"),
+        # The database's guarantee of one QUEUED task per identity (migration 0012), whatever the number of
+        # pushers; the push's `ON CONFLICT` names it as its conflict target.
+        Index(
+            "ix_tasks_queued_identity",
+            "scheduler_id",
+            "hash",
+            unique=True,
+            sqlite_where=QUEUED_ONLY,
+            postgresql_where=QUEUED_ONLY,
+        ),
         Index("ix_tasks_organisation", "organisation"),
         Index("ix_tasks_status_modified", "status", "modified_at"),
         Index("ix_tasks_schedule_id", "schedule_id"),

@@ -148,7 +148,7 @@ def test_the_migration_counts_the_tasks_already_there_and_makes_their_ranks_due(
     rows = [
         ("1" * 32, "completed", 9, "2026-01-01 00:00:00.000000"),  # the earlier run of the same work
         ("2" * 32, "queued", 500, "2026-01-02 10:30:00.000000"),  # ranked from it
-        ("3" * 32, "queued", 1, "2026-01-02 11:00:00.000000"),  # manual
+        ("3" * 32, "queued", 1, "2026-01-02 11:00:00.000000"),  # manual (another identity: migration 0012)
         ("4" * 32, "dispatched", 400, "2026-01-02 11:30:00.000000"),
     ]
     with engine.begin() as connection:
@@ -157,9 +157,15 @@ def test_the_migration_counts_the_tasks_already_there_and_makes_their_ranks_due(
                 text(
                     "INSERT INTO tasks (id, scheduler_id, organisation, priority, status, type, hash, data,"
                     " created_at, modified_at) VALUES (:id, 'boefje', 'org1', :priority, :status, 'boefje',"
-                    " 'h', '{}', :at, :at)"
+                    " :hash, '{}', :at, :at)"
                 ),
-                {"id": task_id, "status": status, "priority": priority, "at": at},
+                {
+                    "id": task_id,
+                    "status": status,
+                    "priority": priority,
+                    "at": at,
+                    "hash": "m" if priority == 1 else "h",
+                },
             )
     upgrade(engine)
     queue = SqlTaskQueue(engine, FakeClock())
