@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from katsched import wiring
 from katsched.api.server import ApiServer, bind
@@ -40,6 +40,9 @@ from katsched.supervisor import (
     log_thread_crashes,
 )
 from katsched.systemd import Notifier
+
+if TYPE_CHECKING:
+    from katsched.store.sqlite_lock import SqliteDaemonLock
 
 log = logging.getLogger("katsched.daemon")
 
@@ -67,6 +70,7 @@ class Daemon:
         self.health: dict[str, str] = {}
         self.swept_total = 0
         self.api_address: str | None = None
+        self.database_lock: SqliteDaemonLock | None = None
 
     @property
     def started(self) -> wiring.Core:
@@ -88,11 +92,14 @@ class Daemon:
         return self._stop(self._supervise())
 
     def _start(self) -> None:
+        hostname, pid = socket.gethostname(), os.getpid()
+        # First, before the port and the store: a second daemon on one SQLite file is told who holds it.
+        self.database_lock = wiring.hold_database(self.settings, hostname, pid, self.clock.now())
         if self.settings.api.enabled:  # a port in use ends the start at once, before the store is touched
             bind(self.settings.api.host, self.settings.api.port).close()
         engine = wiring.open_engine(self.settings)
         self.core = wiring.build_core(self.settings, engine, self.clock, self._known_organisations)
-        self.core.register_daemon(self.instance_id, socket.gethostname(), os.getpid())
+        self.core.register_daemon(self.instance_id, hostname, pid, sole=self.database_lock is not None)
         self.supervisor = Supervisor(self._slots(), clock=self.clock)
         self.supervisor.start_all()
         log.info(
@@ -138,6 +145,8 @@ class Daemon:
             self._write_state(stopped=True)
         if self.core is not None:
             self.core.close()
+        if self.database_lock is not None:
+            self.database_lock.release()
         log.info("daemon_stopped clean=%s exit=%d", str(clean).lower(), code)
         if not clean:
             # A job or handler still runs past the bound: its transaction is rolled back when the process
@@ -165,7 +174,9 @@ class Daemon:
         return new_consumer
 
     def _new_api(self) -> Component:
-        app = wiring.build_app(self.started, health=lambda: self.health, intake=self.intake_states)
+        app = wiring.build_app(
+            self.started, health=lambda: self.health, intake=self.intake_states, instance=self.instance_id
+        )
         server = ApiServer(app, self.settings.api.host, self.settings.api.port)
         self.api_address = f"{server.host}:{server.port}"
         return ApiComponent(server)

@@ -9,7 +9,7 @@ from fastapi.routing import APIRoute
 
 from katsched import __version__
 from katsched.api.body import JsonBodyRoute
-from katsched.api.context import ApiContext, HealthCheck, IntakeStates
+from katsched.api.context import ApiContext, HealthCheck, IntakeStates, Peers
 from katsched.api.errors import install_error_handlers
 from katsched.api.filter_schema import filter_components
 from katsched.api.hot import HotRoutes
@@ -64,16 +64,18 @@ def create_app(
     explainer: Explainer | None = None,
     manual_pushes: ManualPushes | None = None,
     intake_states: IntakeStates | None = None,
+    peers: Peers | None = None,
 ) -> FastAPI:
     """The API over `queue` and `schedules`. `token`: every route but /health needs `Authorization: Bearer
     <token>`. `health_checks`: one fast, non-raising probe per configured service, reported by /health.
     `explainer`: answers `/explain` (the daemon passes its planners'); without one, `/explain` is 503.
     `manual_pushes`: the schedule each pushed boefje or report task joins (reference §4.4).
-    `intake_states`: the RabbitMQ consumers' states, part of /health."""
+    `intake_states`: the RabbitMQ consumers' states, part of /health. `peers`: the daemons on the database,
+    listed by /health."""
     metrics = ApiMetrics(queue, version)
     checks = dict(health_checks or {})
     ctx = ApiContext(
-        queue, schedules, clock, metrics, checks, version, explainer, manual_pushes, intake_states
+        queue, schedules, clock, metrics, checks, version, explainer, manual_pushes, intake_states, peers
     )
     app = KatschedApi(title="katsched", version=version, description=DESCRIPTION)
     app.requires_token = bool(token)

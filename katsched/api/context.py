@@ -1,11 +1,11 @@
 """What every route needs, built once by `create_app` from its arguments: no globals, no settings."""
 
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from fastapi import Response
 from pydantic import BaseModel, TypeAdapter
@@ -25,6 +25,36 @@ HealthCheck = Callable[
 IntakeStates = Callable[[], Mapping[str, str]]  # each RabbitMQ consumer's queue → its state
 
 
+class Peer(Protocol):
+    """A daemon registered in the database, as /health lists it."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def hostname(self) -> str: ...
+    @property
+    def pid(self) -> int: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def started_at(self) -> datetime: ...
+    @property
+    def heartbeat_at(self) -> datetime: ...
+    @property
+    def leases(self) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class Peers:
+    """The daemons sharing this database: `read()` the ones not stopped (one small query per /health);
+    silent for `stale_after` seconds: flagged stale. `instance`: the daemon this API runs in (None for
+    `katsched api` on its own)."""
+
+    read: Callable[[], Sequence[Peer]]
+    stale_after: float
+    instance: str | None = None
+
+
 @dataclass
 class ApiContext:
     queue: TaskQueue
@@ -36,6 +66,7 @@ class ApiContext:
     explainer: Explainer | None = None  # None: this API was built without the planners (`/explain` is 503)
     manual_pushes: ManualPushes | None = None  # the schedules manual pushes create (None: no schedules)
     intake_states: IntakeStates | None = None
+    peers: Peers | None = None  # None: /health lists no daemons
     _activity: dict[str, datetime] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _write_turn: TurnLock = field(default_factory=TurnLock)

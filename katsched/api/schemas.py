@@ -120,6 +120,19 @@ class ServiceHealth(BaseModel):
     externals: dict[str, bool] = Field(default_factory=dict)
 
 
+class PeerHealth(BaseModel):
+    """A daemon on this database, in /health's `additional.peers`."""
+
+    id: str
+    hostname: str
+    pid: int
+    version: str
+    started_at: UtcDatetime
+    heartbeat_at: UtcDatetime
+    stale: bool = Field(description="No heartbeat for three intervals: it died without saying it stopped.")
+    leases: list[str] = Field(description="The once-only jobs it held at its last heartbeat.")
+
+
 class ScheduleCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

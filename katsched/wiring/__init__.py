@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from katsched.core.models import PushPolicy, SchedulerKind
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from katsched.store.maintenance import SqlHousekeeping
     from katsched.store.queue import SqlTaskQueue
     from katsched.store.schedules import SqlScheduleStore
+    from katsched.store.sqlite_lock import SqliteDaemonLock
 
 __all__ = [
     "KAT_SERVICES",
@@ -53,6 +54,7 @@ __all__ = [
     "build_services",
     "consumers",
     "engine_for",
+    "hold_database",
     "job_intervals",
     "lease_timeouts",
     "open_engine",
@@ -94,6 +96,16 @@ def open_engine(settings: Settings) -> Engine:
         engine.dispose()
         raise
     return engine
+
+
+def hold_database(settings: Settings, hostname: str, pid: int, now: datetime) -> SqliteDaemonLock | None:
+    """On SQLite, the file's daemon lock: a second daemon on the file is refused (`StartupError`, naming the
+    holder). None on PostgreSQL, where several daemons share the database."""
+    from katsched.store.engine import sqlite_file
+    from katsched.store.sqlite_lock import Holder, hold
+
+    file = sqlite_file(settings.database.url)
+    return None if file is None else hold(file, Holder(hostname, pid, now))
 
 
 def push_policies(settings: Settings) -> dict[str, PushPolicy]:
@@ -278,13 +290,15 @@ class Core:
 
         return SqlJobLeases(self.engine)
 
-    def register_daemon(self, instance_id: str, hostname: str, pid: int) -> None:
-        """This daemon's row in the daemon states, written afresh at start."""
+    def register_daemon(self, instance_id: str, hostname: str, pid: int, *, sole: bool = False) -> None:
+        """This daemon's row in the daemon states, written afresh at start. `sole`: it holds the database
+        alone (SQLite's daemon lock), so every other row not marked stopped is a daemon that died."""
         from katsched import __version__
         from katsched.store.daemon_state import DaemonState
 
         now = self.clock.now()
-        self.daemon_states.register(DaemonState(instance_id, hostname, pid, __version__, now, now))
+        state = DaemonState(instance_id, hostname, pid, __version__, now, now)
+        self.daemon_states.register(state, sole=sole)
 
     def schema_revision(self) -> str | None:
         from katsched.store.migrate import current_revision
@@ -314,12 +328,16 @@ def build_app(
     *,
     health: Callable[[], Mapping[str, str]] = dict,
     intake: Callable[[], Mapping[str, str]] | None = None,
+    instance: str | None = None,
 ) -> FastAPI:
     """The HTTP API over `core`, `/explain` included. `/health` reads the last answer of each configured
     service from `health()` (the daemon's metrics job refreshes it, so a slow service never slows `/health`
-    down); a service not probed yet is "unknown", not down. `intake()`: the consumers' states."""
+    down); a service not probed yet is "unknown", not down. `intake()`: the consumers' states. `/health` lists
+    the daemons on the database; `instance` is the one this API runs in (None: `katsched api` alone)."""
     from katsched.api import create_app
+    from katsched.api.context import Peers
     from katsched.schedulers.manual import ManualPushes
+    from katsched.store.daemon_state import stale_after
 
     settings, clock = core.settings, core.clock
 
@@ -334,6 +352,7 @@ def build_app(
         max_body_bytes=settings.api.max_body_bytes,
         health_checks={name: probe(name) for name in KAT_SERVICES if getattr(settings, name).url},
         intake_states=intake,
+        peers=Peers(core.daemon_states.live, stale_after(settings.recurring.metrics_interval), instance),
         explainer=core.planners.explainer,
         manual_pushes=ManualPushes(
             core.schedules,

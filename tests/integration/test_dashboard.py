@@ -13,7 +13,8 @@ import pytest
 from rich.console import Console
 from sqlalchemy import Engine
 
-from katsched.cli.dashboard import age, frame, snapshot, sparkline
+from katsched.cli.dashboard import as_json, frame, heartbeat_fresh, snapshot
+from katsched.cli.panels import age, sparkline
 from katsched.config import Settings
 from katsched.core.models import TaskStatus
 from katsched.core.ports import PoppedBy, TaskDraft
@@ -102,10 +103,10 @@ def settings(database: str) -> Settings:
     return Settings.model_validate({"database": {"url": database}})
 
 
-def render(settings: Settings, width: int, height: int = 24) -> str:
+def render(settings: Settings, width: int, height: int = 24, now: datetime | None = None) -> str:
     engine = build_engine(settings.database.url)
     try:
-        overview = snapshot(engine, settings, datetime.now(UTC))
+        overview = snapshot(engine, settings, now or datetime.now(UTC))
     finally:
         engine.dispose()
     console = Console(width=width, height=height, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
@@ -182,6 +183,53 @@ def test_a_silent_daemon_is_reported(settings: Settings) -> None:
     DaemonStateStore(engine).heartbeat("host1:4242", datetime.now(UTC) - timedelta(minutes=5), {})
     engine.dispose()
     assert "host1:4242 silent for 5m" in render(settings, 80)
+
+
+def test_several_daemons_are_listed_with_their_leases_and_a_silent_one_flagged(settings: Settings) -> None:
+    engine = build_engine(settings.database.url)
+    now, states = datetime.now(UTC), DaemonStateStore(engine)
+    leases = {"leases": ["lease_sweep", "retention"]}
+    states.register(
+        DaemonState("host2:77", "host2", 77, "0.1.0", now, now - timedelta(seconds=4), None, leases)
+    )
+    killed = now - timedelta(minutes=7)
+    states.register(DaemonState("host3:9", "host3", 9, "0.0.9", now - timedelta(days=1), killed))
+    states.register(DaemonState("host4:5", "host4", 5, "0.1.0", killed, killed, killed))  # stopped
+    try:
+        overview = snapshot(engine, settings, now)
+    finally:
+        engine.dispose()
+
+    compact = render(settings, 80, now=now)
+    assert "3 daemons, 1 silent" in compact.splitlines()[0]  # the stopped one is not counted
+    assert re.search(
+        r"daemons: host1:4242 beat \d+s · host2:77 beat 4s 2 leases · host3:9 silent 7m", compact
+    )
+    tall = " ".join(render(settings, 200, 50, now=now).replace("│", " ").split())
+    assert "daemon host1:4242" in tall  # whose jobs and services the right panel shows
+    assert "host2:77 0.1.0 up 0s beat 4s lease_sweep,retention" in tall
+    assert "host3:9 0.0.9 up 1d00h silent 7m00s -" in tall and "host4" not in tall
+
+    document = {daemon["id"]: daemon for daemon in as_json(overview, settings)["daemons"]}
+    assert {name: (d["alive"], d["stale"], d["leases"]) for name, d in document.items()} == {
+        "host1:4242": (True, False, []),
+        "host2:77": (True, False, ["lease_sweep", "retention"]),
+        "host3:9": (False, True, []),
+        "host4:5": (False, False, []),
+    }
+
+
+def test_the_exit_code_of_status_once_asks_whether_any_daemon_is_alive(settings: Settings) -> None:
+    engine = build_engine(settings.database.url)
+    now, states = datetime.now(UTC), DaemonStateStore(engine)
+    killed = now - timedelta(minutes=7)
+    states.register(DaemonState("host3:9", "host3", 9, "0.1.0", killed, killed))
+    try:
+        assert heartbeat_fresh(snapshot(engine, settings, now), settings)  # host1 beats, host3 is silent
+        states.mark_stopped("host1:4242", now, {})
+        assert not heartbeat_fresh(snapshot(engine, settings, now), settings)  # only a silent one left
+    finally:
+        engine.dispose()
 
 
 def status(url: str, tmp_path: Path, *args: str, columns: int = 80) -> subprocess.CompletedProcess[str]:

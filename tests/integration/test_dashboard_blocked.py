@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from katsched.cli.dashboard import blocked, blocked_last_hour
+from katsched.cli.dashboard import blocked_last_hour
+from katsched.cli.panels import blocked
 from katsched.core.ports import DecisionRecord
 from katsched.store.decisions import SqlDecisionLog
 
