@@ -292,13 +292,17 @@ class Core:
 
     def register_daemon(self, instance_id: str, hostname: str, pid: int, *, sole: bool = False) -> None:
         """This daemon's row in the daemon states, written afresh at start. `sole`: it holds the database
-        alone (SQLite's daemon lock), so every other row not marked stopped is a daemon that died."""
+        alone (SQLite's daemon lock), so every other daemon with a row not marked stopped, or a job lease,
+        died: its row is marked stopped and its leases are freed at once, not after they lapse."""
         from katsched import __version__
         from katsched.store.daemon_state import DaemonState
 
         now = self.clock.now()
         state = DaemonState(instance_id, hostname, pid, __version__, now, now)
         self.daemon_states.register(state, sole=sole)
+        for lease in self.job_leases.leases() if sole else []:
+            if lease.holder != instance_id:
+                self.job_leases.release(lease.name, lease.holder)
 
     def schema_revision(self) -> str | None:
         from katsched.store.migrate import current_revision

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, select, update
 
-from katsched.store.tables import daemon_state
+from katsched.store.engine import build_engine
+from katsched.store.tables import daemon_state, job_leases
 from tests.conftest import empty_postgres
 from tests.integration.test_daemon_lifecycle import DaemonProcess, free_port, http_json, wait_until
 from tests.integration.test_startup_failures import assert_one_line_failure, start
@@ -30,9 +31,9 @@ DNS = json.dumps(
 STARTUP = 90.0  # interpreters importing everything at once on a shared two-core machine
 
 
-def write_config(home: Path, url: str, port: int) -> Path:
+def write_config(home: Path, url: str, port: int, extra: str = "") -> Path:
     path = home / "config.toml"
-    path.write_text(f'[database]\nurl = "{url}"\n[api]\nport = {port}\n')
+    path.write_text(f'[database]\nurl = "{url}"\n[api]\nport = {port}\n{extra}')
     return path
 
 
@@ -108,21 +109,36 @@ def test_a_second_daemon_on_one_sqlite_file_is_refused_and_the_cli_works_beside_
 def test_a_daemon_killed_with_sigkill_never_blocks_the_next_start(
     tmp_path: Path, daemons: list[DaemonProcess]
 ) -> None:
-    config = write_config(tmp_path, f"sqlite:///{tmp_path / 'katsched.db'}", free_port())
+    url = f"sqlite:///{tmp_path / 'katsched.db'}"
+    config = write_config(tmp_path, url, free_port(), "[cluster]\nlease_duration = 3600\n")
     first = DaemonProcess(config, tmp_path)
     daemons.append(first)
     first.wait_for("daemon_ready", timeout=STARTUP)
+    first_id = f"{HOSTNAME}:{first.process.pid}"
+    wait_until(lambda: lease_holders(url) == {first_id}, "the first daemon holds the once-only jobs")
     first.process.kill()
     first.wait()
 
     second = DaemonProcess(config, tmp_path)
     daemons.append(second)
     second.wait_for("daemon_ready", timeout=STARTUP)
+    second_id = f"{HOSTNAME}:{second.process.pid}"
     rows = {row["id"]: row for row in status_json(config)["daemons"]}
-    dead, alive = rows[f"{HOSTNAME}:{first.process.pid}"], rows[f"{HOSTNAME}:{second.process.pid}"]
-    # The file is held by one daemon only, so the killed one is known dead: marked stopped, not silent.
+    # The file is held by one daemon only, so the killed one is known dead: marked stopped, not silent,
+    # and its hour-long lease on the once-only jobs is freed for the new daemon at once.
+    dead, alive = rows[first_id], rows[second_id]
     assert (dead["alive"], dead["stale"], dead["stopped_at"] is not None) == (False, False, True)
     assert (alive["alive"], alive["stale"], alive["stopped_at"]) == (True, False, None)
+    wait_until(lambda: lease_holders(url) == {second_id}, "the new daemon holds the once-only jobs")
+
+
+def lease_holders(url: str) -> set[str]:
+    engine = build_engine(url)
+    try:
+        with engine.connect() as connection:
+            return set(connection.execute(select(job_leases.c.holder)).scalars())
+    finally:
+        engine.dispose()
 
 
 @pytest.mark.postgres
