@@ -90,4 +90,4 @@ def test_three_daemons_split_the_rescheduling_and_ask_the_kat_services_no_more_t
     assert one["octopoes"] >= ORGANISATIONS * HOSTNAMES and one["katalogus"] >= ORGANISATIONS
     print(f"\nrescheduling requests: one daemon {one}, three daemons {three} (tasks per daemon {each})")
     assert sum(three.values()) <= 1.1 * sum(one.values())
-    assert three["octopoes"] <= 1.1 * one["octopoes"]
+    assert three["octopoes"] <= 1.1 * one["octopoes"] and three["katalogus"] <= 1.1 * one["katalogus"]
