@@ -50,9 +50,10 @@ class Batch:
         link = item.draft.schedule
         if link is None:
             return None
-        if link.schedule_id is not None:
-            self._move_on(link.schedule_id, link)
-            return link.schedule_id
+        joined = link.schedule_id or self._schedule_of(item.hash)  # created since the draft was planned
+        if joined is not None:
+            self._move_on(joined, link)
+            return joined
         schedule = Schedule(
             scheduler_id=item.draft.scheduler_id,
             organisation=item.draft.organisation,
@@ -64,9 +65,11 @@ class Batch:
             created_at=self._now,
             modified_at=self._now,
         )
-        self._contents.refuse_taken_hash(schedule.hash)
         self._contents.schedules[schedule.id] = schedule
         return schedule.id
+
+    def _schedule_of(self, identity: str) -> uuid.UUID | None:
+        return next((s.id for s in self._contents.schedules.values() if s.hash == identity), None)
 
     def _move_on(self, schedule_id: uuid.UUID, link: ScheduleLink) -> None:
         schedule = self._contents.schedules.get(schedule_id)

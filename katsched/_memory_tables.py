@@ -14,7 +14,6 @@ from datetime import datetime
 from katsched.core.models import Schedule, Task, TaskStatus
 from katsched.core.ports import PoppedBy
 from katsched.core.push import twin_queued
-from katsched.errors import InvalidValue
 
 StatusEvent = tuple[TaskStatus, datetime, str | None]
 
@@ -74,11 +73,6 @@ class Contents:
             return [schedule] if relation == "schedule" and schedule is not None else []
         tasks = self.tasks.values()
         return [t.task for t in tasks if relation == "tasks" and t.task.schedule_id == row.id]
-
-    def refuse_taken_hash(self, schedule_hash: str | None) -> None:
-        """Schedule hashes are unique, as the table's unique index keeps them."""
-        if schedule_hash is not None and any(s.hash == schedule_hash for s in self.schedules.values()):
-            raise InvalidValue(f"schedule with the same hash already exists: {schedule_hash}")
 
 
 class MemoryTables:

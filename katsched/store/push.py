@@ -15,11 +15,11 @@ and which were refused. On SQLite the write lock held from BEGIN IMMEDIATE makes
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, literal_column, select, update
+from sqlalchemy import Connection, bindparam, literal_column, select, update
 from sqlalchemy.exc import IntegrityError
 
 from katsched.core.models import PushPolicy, Task, TaskStatus
@@ -27,8 +27,8 @@ from katsched.core.ports import PushOutcome, PushResult, TaskDraft
 from katsched.core.push import PreparedDraft, PushAction, Refusal, already_queued, decide_draft, prepare_draft
 from katsched.errors import NotAllowed
 from katsched.store import counts
-from katsched.store.schedule_links import LINK_SCHEDULE, linked_schedule, new_schedule
-from katsched.store.tables import schedules, tasks
+from katsched.store.schedule_links import LINK_SCHEDULE, linked_schedule, new_schedule, schedule_upsert
+from katsched.store.tables import tasks
 from katsched.store.task_upsert import task_upsert
 
 PolicyFor = Callable[[str], PushPolicy]
@@ -54,7 +54,6 @@ QUEUED_TWIN = (
     .where(tasks.c.scheduler_id == bindparam("scheduler_id"), tasks.c.hash == bindparam("hash"), IS_QUEUED)
     .limit(1)
 )
-_INSERT_SCHEDULES = insert(schedules)
 
 
 @dataclass(frozen=True)
@@ -90,7 +89,8 @@ class _PushBatch:
         self._policy_for = policy_for
         self._queued: dict[tuple[str, str], _Queued] = {}
         self._queued_counts: dict[str, int] = {}
-        self._new_schedules: list[dict[str, Any]] = []
+        self._new_schedules: dict[str, dict[str, Any]] = {}  # by identity
+        self._schedule_moved: dict[uuid.UUID, uuid.UUID] = {}  # a new schedule's id → the one it joined
         self._linked_schedules: list[dict[str, Any]] = []
         self._pending: dict[tuple[str, str], _Pending] = {}
         self._outcomes: list[PushOutcome] = []
@@ -154,10 +154,15 @@ class _PushBatch:
         if link.schedule_id is not None:
             self._linked_schedules.append(linked_schedule(link, self._now))
             return link.schedule_id
+        schedule_id: uuid.UUID
+        if item.hash in self._new_schedules:  # a draft of this batch creates it: join that one
+            schedule_id = self._new_schedules[item.hash]["id"]
+            self._linked_schedules.append(linked_schedule(replace(link, schedule_id=schedule_id), self._now))
+            return schedule_id
         draft = item.draft
         row = new_schedule(link, draft.scheduler_id, draft.organisation, item.hash, item.data, self._now)
-        self._new_schedules.append(row)
-        schedule_id: uuid.UUID = row["id"]
+        self._new_schedules[item.hash] = row
+        schedule_id = row["id"]
         return schedule_id
 
     def _insert(self, item: PreparedDraft, schedule_id: uuid.UUID | None) -> Task:
@@ -183,6 +188,8 @@ class _PushBatch:
         """The push policy lets this draft replace a queued duplicate: it keeps the queued task's id. None
         when the duplicate is no longer queued (popped by another process since the batch looked)."""
         self._flush()  # the schedule may be a row of this very batch
+        if schedule_id is not None:
+            schedule_id = self._schedule_moved.get(schedule_id, schedule_id)
         data = {**item.data, "id": str(task_id)} if "id" in item.data else item.data
         values: dict[str, Any] = {
             "priority": item.priority,
@@ -200,16 +207,35 @@ class _PushBatch:
     def _flush(self) -> None:
         # Schedules first: the tasks refer to them.
         if self._new_schedules:
-            self._connection.execute(_INSERT_SCHEDULES, self._new_schedules)
+            self._insert_schedules(list(self._new_schedules.values()))
         if self._linked_schedules:
-            self._connection.execute(LINK_SCHEDULE, self._linked_schedules)
+            linked = [
+                {**row, "_id": self._schedule_moved.get(row["_id"], row["_id"])}
+                for row in self._linked_schedules
+            ]
+            self._connection.execute(LINK_SCHEDULE, linked)
         pending, self._pending = self._pending, {}
         by_scheduler: dict[str, list[_Pending]] = {}
         for one in pending.values():
             by_scheduler.setdefault(one.item.draft.scheduler_id, []).append(one)
         for scheduler_id, rows in by_scheduler.items():
             self._insert_tasks(scheduler_id, rows)
-        self._new_schedules, self._linked_schedules = [], []
+        self._new_schedules, self._linked_schedules = {}, []
+
+    def _insert_schedules(self, rows: list[dict[str, Any]]) -> None:
+        """Insert new schedules; one whose identity has a schedule already (created by another process since
+        the draft was planned) joins that one, and so do the drafts of this batch that were to create it."""
+        statement = schedule_upsert(self._connection.dialect.name)
+        joined = {row.hash: row.id for row in self._connection.execute(statement, rows)}
+        for row in rows:
+            if joined[row["hash"]] != row["id"]:
+                self._schedule_moved[row["id"]] = joined[row["hash"]]
+        for one in self._pending.values():
+            moved = self._schedule_moved.get(one.row["schedule_id"])
+            if moved is not None:
+                one.row["schedule_id"] = moved
+                task = Task.model_validate(one.row)
+                self._outcomes[one.place] = PushOutcome(one.item.draft, PushResult.PUSHED, task)
 
     def _insert_tasks(self, scheduler_id: str, pending: list[_Pending]) -> None:
         """Insert one scheduler's new rows; a draft that met a twin queued meanwhile takes the outcome the

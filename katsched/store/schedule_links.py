@@ -1,11 +1,19 @@
 """How a pushed task joins the schedule of its identity (the original's post_push, reference §4.4): the rows
-and the statement, shared by the single push of the API and the batched push of the planners."""
+and the statements, shared by the single push of the API and the batched push of the planners.
+
+A planner or the API looks the schedule up before the push, outside its transaction, so another daemon can
+create the schedule of the same identity in between: the INSERT of a new schedule then joins the one it meets
+on the unique hash (`ON CONFLICT (hash) DO UPDATE`, as LINK_SCHEDULE would move it on) and returns its id.
+"""
 
 import uuid
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import String, bindparam, func, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql import Insert
 
 from katsched.core.ports import ScheduleLink
 from katsched.store.tables import schedules
@@ -19,6 +27,21 @@ LINK_SCHEDULE = (
         modified_at=bindparam("_now"),
     )
 )
+
+
+@lru_cache(maxsize=2)
+def schedule_upsert(dialect: str) -> Insert:
+    """The INSERT of new schedule rows; a row whose identity has a schedule already moves that one on
+    instead. Returns (id, hash) of the schedule each row ended in."""
+    statement = postgresql.insert(schedules) if dialect == "postgresql" else sqlite.insert(schedules)
+    excluded = statement.excluded
+    moved_on = {
+        "deadline_at": excluded.deadline_at,
+        "schedule": func.coalesce(excluded.schedule, schedules.c.schedule),
+        "modified_at": excluded.modified_at,
+    }
+    upsert = statement.on_conflict_do_update(index_elements=[schedules.c.hash], set_=moved_on)
+    return upsert.returning(schedules.c.id, schedules.c.hash)
 
 
 def linked_schedule(link: ScheduleLink, now: datetime) -> dict[str, Any]:

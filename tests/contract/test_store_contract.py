@@ -201,12 +201,27 @@ def test_a_failing_batch_leaves_nothing_behind(stores: Stores) -> None:
     assert stores.all_tasks(None) == []
 
 
-def test_a_new_schedule_whose_identity_has_one_already_fails_the_batch(stores: Stores) -> None:
+def test_a_new_schedule_whose_identity_has_one_already_joins_it(stores: Stores, clock: FakeClock) -> None:
+    """The schedule is looked up before the push, outside its transaction: another daemon may have created
+    it since (issue 10). The draft joins it, as a draft of the same batch joins the one created there."""
     (task,) = pushed(stores, draft("a", link=ScheduleLink(None, None)))
+    assert task.schedule_id is not None
     stores.queue.pop("boefje")
-    with pytest.raises(InvalidValue):  # schedule hashes are unique
-        stores.tasks.push_many([draft("b"), draft("a", link=ScheduleLink(None, None))])
-    assert [t.id for t in stores.all_tasks("boefje")] == [task.id]
+    clock.advance(minutes=1)
+    deadline = clock.now() + GRACE
+    plain, again = pushed(stores, draft("b"), draft("a", link=ScheduleLink(None, deadline, cron="0 0 * * *")))
+    assert again.schedule_id == task.schedule_id and plain.schedule_id is None
+    joined = stores.registry.get(task.schedule_id)
+    assert (joined.deadline_at, joined.schedule, joined.modified_at) == (deadline, "0 0 * * *", clock.now())
+    stores.queue.policies["boefje"] = PushPolicy(allow_priority_updates=True)
+    new, updated = pushed(
+        stores,
+        draft("c", link=ScheduleLink(None, None)),
+        draft("c", priority=2, link=ScheduleLink(None, deadline)),
+    )
+    assert new.id == updated.id and new.schedule_id is not None and updated.schedule_id == new.schedule_id
+    assert stores.registry.get(new.schedule_id).deadline_at == deadline
+    assert len(stores.all_schedules("boefje")) == 2
 
 
 # -- lookups -------------------------------------------------------------------------------------------------
