@@ -259,10 +259,10 @@ class RecurringSettings(_Section):
 
 class ClusterSettings(_Section):
     lease_duration: int = _number(
-        60,
+        30,
         "Seconds the daemon that runs the once-only jobs (stalled-task sweeps, retention, new-plugin "
         "enumeration, re-ranking) holds them per renewal; it renews every third of this. When it dies, "
-        "another daemon on the same database takes them over within twice this.",
+        "another daemon on the same database, or the same one restarted, takes them over within twice this.",
         unit="seconds",
         ge=3,
     )

@@ -17,7 +17,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from katsched.core.models import PushPolicy, SchedulerKind
-from katsched.wiring._jobs import build_recurring, job_intervals, organisation_jobs
+from katsched.wiring._jobs import (
+    ONCE_ONLY_JOBS,
+    ONCE_ONLY_LEASE,
+    build_recurring,
+    job_intervals,
+    organisation_jobs,
+)
 from katsched.wiring._services import KAT_SERVICES, HealthCheck, Services, build_services, static_catalogue
 
 if TYPE_CHECKING:
@@ -43,6 +49,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KAT_SERVICES",
+    "ONCE_ONLY_JOBS",
+    "ONCE_ONLY_LEASE",
     "Core",
     "HealthCheck",
     "Planners",

@@ -21,7 +21,7 @@ from katsched.store.daemon_state import DaemonStateStore
 from katsched.store.engine import build_engine
 from katsched.store.leases import SqlJobLeases
 from katsched.store.tables import tasks
-from katsched.wiring._jobs import ONCE_ONLY_JOBS, ONCE_ONLY_LEASE
+from katsched.wiring import ONCE_ONLY_JOBS, ONCE_ONLY_LEASE
 from tests.conftest import scratch_postgres
 from tests.contract.kat_fake_server import KatFakeServer
 from tests.integration.support import queued_boefje_rows
