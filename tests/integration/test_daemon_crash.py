@@ -27,11 +27,7 @@ MESSAGES = 1500
 
 
 def config(tmp_path: Path, kat: KatFakeServer, mutations: str, port: int) -> Path:
-    # The killed daemon's lease on the sweep runs out before the next start may sweep: a short one.
-    tail = (
-        "[recurring]\nsweep_interval = 1\n[cluster]\nlease_duration = 3\n"
-        "[schedulers.boefje]\ndispatch_timeout = 2\n"
-    )
+    tail = "[recurring]\nsweep_interval = 1\n[schedulers.boefje]\ndispatch_timeout = 2\n"
     return write_daemon_config(
         tmp_path,
         kat,
