@@ -131,17 +131,23 @@ def only_the_holder_runs_the_once_only_jobs(engine: Engine, held_by: str, others
         assert set(once_only_runs(states[other]).values()) == {0}, (other, states[other]["jobs"])
 
 
+def ready_with_holder(daemons: list[DaemonProcess], engine: Engine) -> tuple[dict[str, DaemonProcess], str]:
+    """Every daemon ready, by instance id, and the one that holds the once-only lease."""
+    for daemon in daemons:
+        daemon.wait_for("daemon_ready", timeout=STARTUP)
+    by_id = {instance_id(daemon): daemon for daemon in daemons}
+    wait_until(lambda: holder(engine) in by_id, "one of the daemons holds the once-only lease")
+    first = holder(engine)
+    assert first is not None
+    return by_id, first
+
+
 def test_one_daemon_runs_the_once_only_jobs_and_another_takes_them_over_when_it_is_killed(
     tmp_path: Path, database: str, engine: Engine, kat: KatFakeServer
 ) -> None:
     daemons = [DaemonProcess(config(tmp_path / f"d{n}", database, kat), tmp_path) for n in range(FLEET)]
     try:
-        for daemon in daemons:
-            daemon.wait_for("daemon_ready", timeout=STARTUP)
-        by_id = {instance_id(daemon): daemon for daemon in daemons}
-        wait_until(lambda: holder(engine) in by_id, "one of the daemons holds the once-only lease")
-        first = holder(engine)
-        assert first is not None
+        by_id, first = ready_with_holder(daemons, engine)
         only_the_holder_runs_the_once_only_jobs(engine, first, [i for i in by_id if i != first])
 
         by_id[first].process.kill()
@@ -169,12 +175,7 @@ def test_a_clean_stop_hands_the_lease_over_without_waiting_for_it_to_expire(
 ) -> None:
     daemons = [DaemonProcess(config(tmp_path / f"d{n}", database, kat), tmp_path) for n in range(2)]
     try:
-        for daemon in daemons:
-            daemon.wait_for("daemon_ready", timeout=STARTUP)
-        by_id = {instance_id(daemon): daemon for daemon in daemons}
-        wait_until(lambda: holder(engine) in by_id, "one of the daemons holds the once-only lease")
-        first = holder(engine)
-        assert first is not None
+        by_id, first = ready_with_holder(daemons, engine)
         [other] = [i for i in by_id if i != first]
         by_id[first].signal(15)
         assert by_id[first].wait() == 0
