@@ -1,9 +1,9 @@
 """Command start-up benchmark: how long `katsched` takes to answer, against `python -c pass` in the same run.
 
 Targets (issue 12): `katsched --help` ≤ 0.3 s, `katsched queue ls` ≤ 0.6 s, and a daemon whose port is in use
-exits within 2 s of having imported itself (measured here whole, imports included). Each figure is the median of 3 runs, after one warm-up run that
-writes the byte code (as an install with --compile-bytecode has it); the load average is printed beside them,
-since on a shared machine it moves every figure.
+exits within 2 s of having imported itself (measured here whole, imports included). Each figure is the
+median of 3 runs, after one warm-up run that writes the byte code (as an install with --compile-bytecode has
+it); the load average is printed beside them, since on a shared machine it moves every figure.
 
     uvx nox -s bench -- bench/cli.py        (or: python bench/cli.py)
 """
