@@ -196,40 +196,47 @@ class Recurring:
 
     def _add_lease_renewal(self, leases: LeaseKeeper) -> None:
         """Renewals run at once, then steadily (no jitter) on their own thread."""
-        self._scheduler.add_job(
+        args = [LEASES_JOB, leases.renew, {"job": LEASES_JOB}]
+        self._add(
+            LEASES_JOB,
+            leases.renew_interval,
             self._execute,
-            trigger=IntervalTrigger(
-                seconds=leases.renew_interval, start_date=self._clock.now(), timezone=UTC
-            ),
-            args=[LEASES_JOB, leases.renew, {"job": LEASES_JOB}],
-            id=LEASES_JOB,
-            name=LEASES_JOB,
+            args,
+            now=True,
             executor=LEASES_EXECUTOR,
-            next_run_time=self._clock.now(),  # at once, as `_add(now=True)`
-            misfire_grace_time=math.ceil(max(leases.renew_interval, MIN_MISFIRE_GRACE)),
-            replace_existing=True,
+            steady=True,
         )
 
     def _add(
-        self, identifier: str, interval: float, func: Callable[..., None], args: list[str], now: bool = False
+        self,
+        identifier: str,
+        interval: float,
+        func: Callable[..., None],
+        args: list[Any],
+        now: bool = False,
+        executor: str = "default",
+        steady: bool = False,
     ) -> None:
+        """`now`: the first run at once rather than at a random offset; `steady`: no jitter."""
         offset = 0.0 if now else self._rand() * interval
         first_run = self._clock.now() + timedelta(seconds=offset)
         # A trigger whose start has just passed fires first a whole interval later: `now` says when.
         at_once = {"next_run_time": first_run} if now else {}
         self._scheduler.add_job(
             func,
-            trigger=self._trigger(interval, first_run),
+            trigger=self._trigger(interval, first_run, jitter=not steady),
             args=args,
             id=identifier,
             name=identifier,
+            executor=executor,
             misfire_grace_time=math.ceil(max(interval, MIN_MISFIRE_GRACE)),
             replace_existing=True,
             **at_once,
         )
 
-    def _trigger(self, interval: float, start: datetime) -> Any:
-        return IntervalTrigger(seconds=interval, start_date=start, jitter=self._jitter or None, timezone=UTC)
+    def _trigger(self, interval: float, start: datetime, jitter: bool = True) -> Any:
+        spread = self._jitter if jitter else 0.0
+        return IntervalTrigger(seconds=interval, start_date=start, jitter=spread or None, timezone=UTC)
 
     def job_ids(self) -> list[str]:
         return sorted(job.id for job in self._scheduler.get_jobs())

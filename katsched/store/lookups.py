@@ -23,9 +23,9 @@ from katsched.core.ports import (
 )
 from katsched.store.decisions import SqlDecisionLog
 from katsched.store.engine import read, write
-from katsched.store.push import IS_QUEUED
 from katsched.store.queue import SqlTaskQueue, to_task
 from katsched.store.tables import tasks
+from katsched.store.task_upsert import IS_QUEUED
 
 T = TypeVar("T")
 

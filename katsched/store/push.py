@@ -29,12 +29,10 @@ from katsched.errors import NotAllowed
 from katsched.store import counts
 from katsched.store.schedule_links import LINK_SCHEDULE, linked_schedule, new_schedule, schedule_upsert
 from katsched.store.tables import tasks
-from katsched.store.task_upsert import task_upsert
+from katsched.store.task_upsert import IS_QUEUED, task_upsert
 
 PolicyFor = Callable[[str], PushPolicy]
 
-# A literal, not a bound parameter: SQLite uses a partial index only when the WHERE visibly implies it.
-IS_QUEUED = tasks.c.status == literal_column("'queued'")
 # SQLite without statistics answers `status = 'queued' AND hash IN (…)` from ix_tasks_status_modified, reading
 # every queued task; comparing the status as an expression keeps it on ix_tasks_hash (a few rows per hash).
 _STILL_QUEUED = tasks.c.status.concat(literal_column("''")) == literal_column(f"'{TaskStatus.QUEUED.value}'")

@@ -50,8 +50,9 @@ from katsched.store.decisions import upsert_decisions
 from katsched.store.engine import read, write
 from katsched.store.filters import compile_filter
 from katsched.store.history import add_reason
-from katsched.store.push import IS_QUEUED, QUEUED_TWIN, push_drafts
+from katsched.store.push import QUEUED_TWIN, push_drafts
 from katsched.store.tables import task_events, tasks
+from katsched.store.task_upsert import IS_QUEUED
 
 logger = logging.getLogger("katsched.store")
 

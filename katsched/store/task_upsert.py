@@ -16,7 +16,8 @@ from sqlalchemy.sql import ColumnElement, Insert
 from katsched.core.models import PushPolicy
 from katsched.store.tables import tasks
 
-QUEUED = tasks.c.status == literal_column("'queued'")
+# A literal, not a bound parameter: SQLite uses a partial index only when the WHERE visibly implies it.
+IS_QUEUED = tasks.c.status == literal_column("'queued'")
 # What a push returns per row: the id tells an inserted draft (its own id, its own created_at) from a twin it
 # updated; a refused draft returns no row.
 RETURNED = (tasks.c.id, tasks.c.hash, tasks.c.created_at)
@@ -38,7 +39,7 @@ def _task_upsert(dialect: str, replace: bool, updates: bool, priority_updates: b
     if priority_updates:
         differs.append(tasks.c.priority.is_distinct_from(excluded.priority))
     if not replace and not differs:
-        return statement.on_conflict_do_nothing(index_elements=target, index_where=QUEUED).returning(
+        return statement.on_conflict_do_nothing(index_elements=target, index_where=IS_QUEUED).returning(
             *RETURNED
         )
     changes = {
@@ -51,7 +52,7 @@ def _task_upsert(dialect: str, replace: bool, updates: bool, priority_updates: b
     }
     where = None if replace else or_(*differs)
     upsert = statement.on_conflict_do_update(
-        index_elements=target, index_where=QUEUED, set_=changes, where=where
+        index_elements=target, index_where=IS_QUEUED, set_=changes, where=where
     )
     return upsert.returning(*RETURNED)
 
