@@ -173,10 +173,12 @@ class MemoryTaskStore:
         render: Render = render_task,
         *,
         popped_by: PoppedBy | None = None,
+        wait: bool = True,
     ) -> list[tuple[Task, bytes]]:
         """`pop`, each task with its rendering; a task that cannot be rendered is failed (with the reason) in
         the same transaction, not handed out. A boefje deduplication group is handed out only once its best
-        task is the best matching task overall, as in SQL."""
+        task is the best matching task overall, as in SQL. The tables' lock is held only briefly: `wait`
+        changes nothing."""
         kind = scheduler_kind(scheduler_id)
         if filters is not None:
             check_supported(filters)

@@ -46,6 +46,10 @@ class StorageUnavailable(StorageError):
     than the busy timeout. Retry later: requeue the message, answer 503, defer the job."""
 
 
+class WriteLockTaken(StorageUnavailable):
+    """Another writer holds the write lock (SQLite), and the write was asked not to wait for it."""
+
+
 class InvalidValue(StorageError):
     """The database refuses a value it was given (a number out of range, a NUL character, a constraint
     such as a missing referenced row): retrying will not help; the caller must change it (400,

@@ -6,6 +6,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from katsched import __version__
 from katsched.api.body import JsonBodyRoute
@@ -33,9 +34,20 @@ DESCRIPTION = (
 
 
 class KatschedApi(FastAPI):
-    """FastAPI with a document that also holds the filter schemas and, when a token is set, bearer auth."""
+    """FastAPI with a document that also holds the filter schemas and, when a token is set, bearer auth.
+
+    Every request goes through `front` first: katsched's middleware and the hot path for push and pop, in
+    front of FastAPI's own middleware stack, which only the requests the hot path leaves reach."""
 
     requires_token: bool = False
+    front: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await (self.front or self.framework)(scope, receive, send)
+
+    async def framework(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """FastAPI itself: its middleware stack, routing and request handling."""
+        await super().__call__(scope, receive, send)
 
     def openapi(self) -> dict[str, Any]:
         if self.openapi_schema is None:
@@ -98,9 +110,8 @@ def create_app(
         for action in ("push", "pop")
         if route.path == f"/schedulers/{{scheduler_id}}/{action}"
     }
-    app.add_middleware(HotRoutes, schedulers=schedulers, routes=hot)  # inside ApiMiddleware, added next
-    app.add_middleware(
-        ApiMiddleware,
+    app.front = ApiMiddleware(
+        HotRoutes(app.framework, schedulers=schedulers, routes=hot),
         token=token or None,
         max_body_bytes=max_body_bytes,
         latency=metrics.latency,

@@ -14,6 +14,7 @@ from katsched.api.metrics import ApiMetrics
 from katsched.api.turns import TurnLock
 from katsched.clock import Clock
 from katsched.core.ports import ScheduleRegistry, TaskQueue
+from katsched.errors import WriteLockTaken
 from katsched.schedulers.explain import Explainer
 from katsched.schedulers.manual import ManualPushes
 
@@ -72,8 +73,9 @@ class ApiContext:
     _write_turn: TurnLock = field(default_factory=TurnLock)
 
     @contextmanager
-    def writing(self) -> Iterator[None]:
-        """Take turns, within this process, to write to SQLite.
+    def writing(self, *, wait: bool = True) -> Iterator[None]:
+        """Take turns, within this process, to write to SQLite. `wait=False`: WriteLockTaken at once when
+        another request has the turn.
 
         Not for correctness: BEGIN IMMEDIATE already makes every write exclusive, across processes too. But a
         thread that finds the write lock taken waits in SQLite's busy handler, which sleeps in steps of up to
@@ -84,8 +86,16 @@ class ApiContext:
         if not self.queue.single_writer:
             yield
             return
-        with self._write_turn:
+        if wait:
+            with self._write_turn:
+                yield
+            return
+        if not self._write_turn.acquire_now():
+            raise WriteLockTaken("another request of this process is writing")
+        try:
             yield
+        finally:
+            self._write_turn.release()
 
     def touch(self, scheduler_id: str) -> None:
         """Record a push or pop: the scheduler's `last_activity` (kept in memory, as the original did)."""

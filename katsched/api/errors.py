@@ -69,13 +69,18 @@ def known_error_response(error: Exception) -> JSONResponse:
     return JSONResponse({"detail": found.template.format(error)}, found.status, dict(found.headers))
 
 
+def unexpected_error_response(path: str, error: Exception) -> JSONResponse:
+    """A bug: the traceback is logged, the client gets a 500 that says nothing of it."""
+    logger.error("api_unhandled_error path=%s", path, exc_info=error)
+    return JSONResponse({"detail": "Internal server error"}, 500)
+
+
 async def _known(_request: Request, error: Exception) -> JSONResponse:
     return known_error_response(error)
 
 
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
-    logger.error("api_unhandled_error path=%s", request.url.path, exc_info=error)
-    return JSONResponse({"detail": "Internal server error"}, 500)
+    return unexpected_error_response(request.url.path, error)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -1,31 +1,44 @@
 """Push and pop, the runners' hot routes, served without Starlette's routing and FastAPI's request handling.
 
-A plain ASGI middleware inside `ApiMiddleware`, so the token check, the body limit and the latency histogram
-apply as to every route. It serves a request only when FastAPI would accept it: exactly
+A plain ASGI app between `ApiMiddleware` and FastAPI, so the token check, the body limit and the latency
+histogram apply as to every route, and the requests it serves never pass FastAPI's own middleware stack. It
+serves a request only when FastAPI would accept it: exactly
 `POST /schedulers/{scheduler_id}/push` or `…/pop`, a declared Content-Length, a JSON body that decodes and
 validates as the route's parameters (and, for pop, no query but `limit`). Anything else goes to FastAPI with
 the body replayed, so every refusal of the request itself is FastAPI's own answer. Both paths call the same
-endpoint methods of `SchedulerRoutes`; only the way the parameters reach them differs.
+endpoint methods of `SchedulerRoutes`; only the way the parameters reach them differs, and the errors are
+answered as FastAPI's exception handlers answer them (`katsched.api.errors`).
+
+Where the store has one writer at a time (SQLite), a pop is tried on the event loop itself, asked not to
+wait for the write lock: it takes a fraction of a millisecond, and saves the hand-off to a thread and back,
+which costs as much again. Only when another writer holds the lock does it go to a thread to wait there, so
+the event loop never waits for a lock. A push always runs on a thread: it may ask Katalogus for the plugin.
+The threads are a pool of the process's own (`STORE_THREADS`): a plain executor hand-off costs about half of
+anyio's, which FastAPI uses.
 """
 
+import asyncio
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from katsched.api.body import decode_json
-from katsched.api.errors import KNOWN_ERRORS, known_error_response
+from katsched.api.errors import KNOWN_ERRORS, known_error_response, unexpected_error_response
 from katsched.api.routes.schedulers import SchedulerRoutes, popped_by
 from katsched.api.schemas import TaskPush
+from katsched.errors import WriteLockTaken
 
 HOT_PATH = re.compile(r"/schedulers/([^/]+)/(push|pop)")
 POP_QUERY = re.compile(rb"limit=(0|[1-9][0-9]{0,2}|1000)")
-Endpoint = Callable[[], Response]
+Endpoint = Callable[[bool], Response]  # called with `wait`: whether it may wait for the write lock
+# As many as anyio's default limit, which the routes FastAPI serves share; threads start only when needed.
+STORE_THREADS = ThreadPoolExecutor(max_workers=40, thread_name_prefix="katsched-api")
 
 
 class NotHot(Exception):
@@ -59,17 +72,32 @@ class HotRoutes:
             return
         scope["route"] = self.routes[action]
         try:
-            response = await run_in_threadpool(endpoint)
+            response = await self._answer(endpoint, inline=action == "pop" and self.inline_pops)
         except KNOWN_ERRORS as error:
             response = known_error_response(error)
+        except Exception as error:
+            response = unexpected_error_response(scope["path"], error)
         await response(scope, receive, send)
+
+    @property
+    def inline_pops(self) -> bool:
+        return self.schedulers.ctx.queue.single_writer
+
+    @staticmethod
+    async def _answer(endpoint: Endpoint, *, inline: bool) -> Response:
+        if inline:
+            try:
+                return endpoint(False)
+            except WriteLockTaken:
+                pass  # another writer has the store: wait for it on a thread, not on the event loop
+        return await asyncio.get_running_loop().run_in_executor(STORE_THREADS, endpoint, True)
 
     def _push(self, scheduler_id: str, body: bytes) -> Endpoint:
         try:
             item = TaskPush.model_validate(_document(body))
         except ValidationError:
             raise NotHot from None
-        return lambda: self.schedulers.push(scheduler_id, item)
+        return lambda _wait: self.schedulers.push(scheduler_id, item)
 
     def _pop(self, scheduler_id: str, body: bytes, scope: Scope) -> Endpoint:
         query = scope["query_string"]
@@ -81,7 +109,7 @@ class HotRoutes:
         if filters is not None and not isinstance(filters, dict):
             raise NotHot
         runner = popped_by(scope)
-        return lambda: self.schedulers.pop_for(scheduler_id, limit, filters, runner)
+        return lambda wait: self.schedulers.pop_for(scheduler_id, limit, filters, runner, wait=wait)
 
 
 def _hot(scope: Scope) -> tuple[str, str] | None:

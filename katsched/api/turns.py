@@ -24,9 +24,21 @@ class TurnLock:
             self._waiting.append(turn)
         turn.acquire()  # released by the holder, which hands the lock to us
 
+    def acquire_now(self) -> bool:
+        """Take the lock if it is free and nobody waits for it; never waits. True: `release` it."""
+        with self._guard:
+            if self._held:
+                return False
+            self._held = True
+            return True
+
     def __exit__(
         self, _type: type[BaseException] | None, _error: BaseException | None, _tb: TracebackType | None
     ) -> None:
+        self.release()
+
+    def release(self) -> None:
+        """Hand the lock to the first waiter, or free it."""
         with self._guard:
             if self._waiting:
                 self._waiting.popleft().release()

@@ -6,6 +6,10 @@
   read the same QUEUED rows and then race to upgrade their locks (SQLITE_BUSY deadlock); reads stay deferred.
 - pysqlite's own transaction handling is switched off so that SQLAlchemy's BEGIN is the one that is sent.
 
+A write may be asked not to wait (`write(engine, wait=False)`): on SQLite it raises `WriteLockTaken` at once
+when another connection holds the write lock, so that a caller on an event loop can hand it to a thread
+instead of blocking the loop for up to the busy timeout. PostgreSQL has no single write lock to wait for.
+
 A read-only engine (`read_only=True`, for the commands that only look) never creates, migrates or writes: the
 SQLite file is opened with `mode=ro` (or `immutable=1` when nobody can be writing it: no -wal file beside it
 and its directory not writable for us), PostgreSQL sessions are `default_transaction_read_only`.
@@ -25,9 +29,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 
-from katsched.errors import InvalidValue, StorageError, StorageUnavailable
+from katsched.errors import InvalidValue, StorageError, StorageUnavailable, WriteLockTaken
 
 READ_ONLY = "katsched_read_only"
+NO_WAIT = "katsched_no_wait"
+SQLITE_BUSY = 5
 # The driver's own error escapes untranslated from the BEGIN sent straight to it (see _begin).
 DATABASE_ERRORS = (SQLAlchemyError, sqlite3.Error)
 
@@ -116,20 +122,44 @@ def _sqlite_engine(url: str, busy_timeout_ms: int, pool_size: int, cache_mib: in
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Connection) -> None:
-        deferred = read_only or connection.get_execution_options().get(READ_ONLY, False)
+        options = connection.get_execution_options()
         # Straight to the driver: this runs before every transaction, so it is worth skipping SQLAlchemy's
         # statement machinery for a constant string.
-        connection.connection.driver_connection.execute("BEGIN" if deferred else "BEGIN IMMEDIATE")  # type: ignore[union-attr]
+        driver: sqlite3.Connection = connection.connection.driver_connection  # type: ignore[assignment]
+        if read_only or options.get(READ_ONLY, False):
+            driver.execute("BEGIN")
+        elif options.get(NO_WAIT, False):
+            _begin_at_once(driver, busy_timeout_ms)
+        else:
+            driver.execute("BEGIN IMMEDIATE")
 
     return engine
 
 
-@contextmanager
-def write(engine: Engine) -> Iterator[Connection]:
-    """A write transaction; database errors are translated by `translated`."""
+def _begin_at_once(driver: sqlite3.Connection, busy_timeout_ms: int) -> None:
+    """BEGIN IMMEDIATE without waiting for the write lock: WriteLockTaken when another connection has it."""
+    driver.execute("PRAGMA busy_timeout=0")
     try:
-        with engine.begin() as connection:
-            yield connection
+        driver.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode & 0xFF != SQLITE_BUSY:
+            raise
+        raise WriteLockTaken("database error: the write lock is held by another connection") from None
+    finally:  # once the lock is held, nothing in the transaction waits for it again
+        driver.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+
+
+@contextmanager
+def write(engine: Engine, *, wait: bool = True) -> Iterator[Connection]:
+    """A write transaction; database errors are translated by `translated`. `wait=False`: on SQLite,
+    WriteLockTaken at once rather than waiting for another writer (see the module's docstring)."""
+    try:
+        if wait:
+            with engine.begin() as connection:
+                yield connection
+        else:
+            with engine.connect() as plain, plain.execution_options(**{NO_WAIT: True}).begin() as _:
+                yield plain
     except DATABASE_ERRORS as exc:
         raise translated(exc) from exc
 

@@ -224,11 +224,13 @@ class SqlTaskQueue:
         render: Callable[[Task], bytes] = render_task,
         *,
         popped_by: PoppedBy | None = None,
+        wait: bool = True,
     ) -> list[tuple[Task, bytes]]:
         """`pop`, each task with its rendering, made before the claim commits: a claim is never committed for
         a task that cannot be handed out. Such a task (data stored before the API refused it) is failed, with
         the reason, in the same transaction, rather than left to break every pop that reaches it. Who claimed
-        the tasks, and when, is recorded."""
+        the tasks, and when, is recorded. `wait=False`: WriteLockTaken at once when another writer holds
+        SQLite's write lock."""
         scheduler_kind(scheduler_id)
         if limit < 1:
             return []
@@ -240,7 +242,7 @@ class SqlTaskQueue:
             "popped_by_address": who.address,
             "popped_by_agent": who.agent,
         }
-        with write(self.engine) as connection:
+        with write(self.engine, wait=wait) as connection:
             statement = _claim(scheduler_id, filters, connection.dialect.name)
             rows = connection.execute(statement, parameters)
             popped, unrenderable = _rendered(rows, render)

@@ -314,6 +314,9 @@ def test_leased_jobs_run_on_the_daemon_that_holds_the_lease_and_are_skipped_else
             for identifier in ("plan@acme", "sweep", "look@acme"):
                 jobs.run_now(identifier)
         wait_until(lambda: calls.count() == 3 and elsewhere.count() == 1)
+        # A skip is recorded on the job's own thread after `run_now` returns: wait for both to be counted.
+        wait_until(lambda: {"plan@acme", "sweep"} <= other.stats().keys())
+        wait_until(lambda: other.stats()["plan@acme"].skipped + other.summary()["sweep"]["skipped"] == 2)
         assert other.stats()["plan@acme"].skipped == 1 and other.stats()["plan@acme"].runs == 0
         assert other.summary()["sweep"]["skipped"] == 1
         assert holder.summary()["sweep"] | {"next_run_at": None} == {

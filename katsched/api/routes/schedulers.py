@@ -144,15 +144,21 @@ class SchedulerRoutes:
         return self.pop_for(scheduler_id, limit, filters, popped_by(request.scope))
 
     def pop_for(
-        self, scheduler_id: str, limit: int | None, filters: dict[str, Any] | None, runner: PoppedBy
+        self,
+        scheduler_id: str,
+        limit: int | None,
+        filters: dict[str, Any] | None,
+        runner: PoppedBy,
+        *,
+        wait: bool = True,
     ) -> Response:
-        """The pop route once its parameters are read (the fast path of `katsched.api.hot` calls it too)."""
+        """The pop route once its parameters are read (the fast path of `katsched.api.hot` calls it too).
+        `wait=False`: WriteLockTaken at once when another writer has the store (see `ApiContext.writing`)."""
         scheduler_kind(scheduler_id)
         expression = parse_body(filters, "task")
-        with self.ctx.writing():
-            popped = self.ctx.queue.pop_rendered(
-                scheduler_id, DEFAULT_POP_LIMIT if limit is None else limit, expression, popped_by=runner
-            )
+        size = DEFAULT_POP_LIMIT if limit is None else limit
+        with self.ctx.writing(wait=wait):
+            popped = self.ctx.queue.pop_rendered(scheduler_id, size, expression, popped_by=runner, wait=wait)
         self.ctx.metrics.pops.labels(scheduler_id).inc()
         if popped:
             self.ctx.metrics.popped.labels(scheduler_id).inc(len(popped))

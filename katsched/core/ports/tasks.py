@@ -226,8 +226,10 @@ class TaskQueue(Protocol):
         render: Render = ...,
         *,
         popped_by: PoppedBy | None = None,
+        wait: bool = True,
     ) -> list[tuple[Task, bytes]]:
-        """`pop`, each task with its rendering; a task that cannot be rendered is failed, not handed out."""
+        """`pop`, each task with its rendering; a task that cannot be rendered is failed, not handed out.
+        `wait=False`: raise `WriteLockTaken` at once rather than wait for another writer's lock."""
         ...
 
     def peek(self, scheduler_id: str, limit: int = 1, offset: int = 0) -> list[Task]: ...

@@ -1,0 +1,127 @@
+"""Writes that do not wait for SQLite's write lock, and the pop that uses them on the API's event loop.
+
+`write(engine, wait=False)` raises `WriteLockTaken` at once when another connection holds the write lock, and
+leaves the connection's busy timeout as it was. The API tries a pop that way on its event loop; when the lock
+is taken the pop waits for it on a thread, so the event loop goes on answering, and the pop still succeeds."""
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+
+from katsched.api import create_app
+from katsched.api.context import ApiContext
+from katsched.core.ports import TaskDraft
+from katsched.errors import WriteLockTaken
+from katsched.store.engine import build_engine, write
+from katsched.store.migrate import upgrade
+from katsched.store.queue import SqlTaskQueue
+from katsched.store.schedules import SqlScheduleStore
+from katsched.testing import FakeClock
+from tests.contract import api_support
+from tests.contract.api_support import boefje_data
+
+make_api = api_support.make_api  # the fixture
+
+BUSY_TIMEOUT_MS = 20_000  # a write that waited for the lock would fail with StorageUnavailable, not this
+
+
+@pytest.fixture
+def sqlite_file(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "katsched.db"
+    engine = build_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    engine.dispose()
+    yield path
+
+
+@pytest.fixture
+def other_connection(sqlite_file: Path) -> Iterator[sqlite3.Connection]:
+    """Another connection to the database, to hold its write lock (`BEGIN IMMEDIATE`)."""
+    other = sqlite3.connect(sqlite_file, isolation_level=None, check_same_thread=False)
+    yield other
+    if other.in_transaction:
+        other.execute("ROLLBACK")
+    other.close()
+
+
+def _engine(path: Path) -> Engine:
+    """An engine that has connected once (SQLAlchemy's first connection runs statements of its own)."""
+    engine = build_engine(f"sqlite:///{path}", busy_timeout_ms=BUSY_TIMEOUT_MS, pool_size=1)
+    engine.connect().close()
+    return engine
+
+
+def _draft() -> TaskDraft:
+    return TaskDraft("boefje", "org1", 5, boefje_data())
+
+
+def test_a_write_that_may_not_wait_is_refused_at_once_while_another_connection_holds_the_lock(
+    sqlite_file: Path, other_connection: sqlite3.Connection
+) -> None:
+    engine = _engine(sqlite_file)
+    other_connection.execute("BEGIN IMMEDIATE")
+    with pytest.raises(WriteLockTaken), write(engine, wait=False) as connection:
+        connection.execute(text("DELETE FROM tasks"))
+    other_connection.execute("ROLLBACK")
+    with engine.connect() as connection:  # the one pooled connection: its busy timeout is back
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == BUSY_TIMEOUT_MS
+
+
+def test_a_pop_that_may_not_wait_leaves_the_task_queued_when_the_lock_is_taken(
+    sqlite_file: Path, other_connection: sqlite3.Connection
+) -> None:
+    queue = SqlTaskQueue(_engine(sqlite_file), FakeClock())
+    task = queue.push(_draft())
+    other_connection.execute("BEGIN IMMEDIATE")
+    with pytest.raises(WriteLockTaken):
+        queue.pop_rendered("boefje", wait=False)
+    other_connection.execute("ROLLBACK")
+    assert queue.get(task.id).status.value == "queued"
+    ((popped, _),) = queue.pop_rendered("boefje", wait=False)  # the lock is free: no waiting needed
+    assert popped.id == task.id
+
+
+def test_a_write_that_may_not_wait_goes_ahead_on_either_database(engine: Engine) -> None:
+    queue = SqlTaskQueue(engine, FakeClock())
+    task = queue.push(_draft())
+    ((popped, rendered),) = queue.pop_rendered("boefje", wait=False)
+    assert popped.id == task.id and str(task.id).encode() in rendered
+
+
+@pytest.mark.parametrize("engine", ["sqlite"], indirect=True)  # PostgreSQL writers take no turns
+def test_a_request_is_refused_the_turn_without_waiting_while_another_has_it(
+    make_api: api_support.MakeApi,
+) -> None:
+    api = make_api()
+    context: ApiContext = api.client.app.front.app.schedulers.ctx  # type: ignore[attr-defined]
+    with context.writing(), pytest.raises(WriteLockTaken), context.writing(wait=False):
+        pass
+    with context.writing(wait=False):  # free again
+        pass
+
+
+def test_a_pop_waits_for_the_lock_on_a_thread_while_the_api_goes_on_answering(
+    sqlite_file: Path, other_connection: sqlite3.Connection
+) -> None:
+    engine = _engine(sqlite_file)
+    clock = FakeClock()
+    queue = SqlTaskQueue(engine, clock)
+    task = queue.push(_draft())
+    other_connection.execute("BEGIN IMMEDIATE")
+    answers: list[httpx.Response] = []
+    with TestClient(create_app(queue, SqlScheduleStore(engine, clock), clock)) as client:
+        popper = threading.Thread(target=lambda: answers.append(client.post("/schedulers/boefje/pop")))
+        popper.start()
+        assert client.get("/health").status_code == 200  # the event loop is not waiting for the lock
+        assert popper.is_alive()  # the pop cannot finish while the lock is held
+        other_connection.execute("COMMIT")
+        popper.join()
+    (answer,) = answers
+    assert answer.status_code == 200
+    assert [result["id"] for result in answer.json()["results"]] == [str(task.id)]
