@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer._click.globals import get_current_context
 
 from katsched.errors import NotFound, StorageError
 
@@ -58,7 +59,7 @@ def open_engine(settings: "Settings") -> "Engine":
     """The engine for the configured database, created if need be and migrated to the newest schema."""
     from katsched import wiring
 
-    return wiring.open_engine(settings)
+    return closed_with_the_command(wiring.open_engine(settings))
 
 
 def open_read_only(settings: "Settings") -> "Engine":
@@ -90,6 +91,16 @@ def open_read_only(settings: "Settings") -> "Engine":
         raise StorageError(
             f"database at {where} is at revision {revision}, newer than this katsched ({head})"
         )
+    return closed_with_the_command(engine)
+
+
+def closed_with_the_command(engine: "Engine") -> "Engine":
+    """`engine`, closed when the running command ends rather than when the garbage collector finds it (which
+    a command that gives one answer never lets run: see ONE_ANSWER in cli/__init__.py). A SQLite writer's
+    last close folds the -wal file back into the database."""
+    context = get_current_context(silent=True)
+    if context is not None:
+        context.call_on_close(engine.dispose)
     return engine
 
 

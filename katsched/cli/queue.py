@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 import typer
 
-from katsched import __version__
 from katsched.cli.bulk import FilterOption, OlderThanFilter, OrgFilter, YesOption, run_bulk, selection
 from katsched.cli.common import ConfigOption, JsonOption, console, open_queue, print_json
 from katsched.cli.render import task_table
@@ -22,8 +21,6 @@ SchedulerOption = Annotated[
     SchedulerKind, typer.Option("--scheduler", "-s", help="boefje, normalizer or report.")
 ]
 PURGED = "purged by an operator (katsched queue purge)"
-# What `tasks show` and `status` name as the holder of a task popped from the command line.
-CLI_RUNNER = PoppedBy("cli", f"katsched/{__version__} (command line)")
 LimitOption = Annotated[int, typer.Option("--limit", "-n", min=1, help="How many tasks at most.")]
 
 
@@ -45,6 +42,14 @@ def read_json_argument(value: str, name: str) -> Any:
         raise typer.BadParameter(
             f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", param_hint=name
         ) from exc
+
+
+def cli_runner() -> PoppedBy:
+    """What `tasks show` and `status` name as the holder of a task popped from the command line. Looked up
+    when popping: reading the version from the package metadata costs the other commands time."""
+    from katsched import __version__
+
+    return PoppedBy("cli", f"katsched/{__version__} (command line)")
 
 
 def parse_filter_option(value: str | None) -> FilterExpr | None:
@@ -123,7 +128,7 @@ def pop_command(
 ) -> None:
     """Claim the best queued tasks (they become dispatched) and print them."""
     filters = parse_filter_option(filter_)
-    tasks = open_queue(config).pop(scheduler.value, limit, filters, popped_by=CLI_RUNNER)
+    tasks = open_queue(config).pop(scheduler.value, limit, filters, popped_by=cli_runner())
     if as_json:
         print_json(tasks)
         return
