@@ -75,7 +75,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 # lives until the process ends, yet the cyclic garbage collector walks it some 200 times while it loads and
 # once more at exit: a third of `katsched queue ls`. For these commands the collector is paused and what
 # exists at the end is frozen, so the exit skips it too; their engines are closed when the command ends
-# (cli/common.py), not left to the collector. Commands that run for long (daemon, api, status) keep it.
+# (cli/common.py), not left to the collector. Commands that run for long (daemon, api, status) keep it;
+# `status --once` and `status --json` answer once too.
 ONE_ANSWER = frozenset({"config", "queue", "schedules", "tasks"})
 
 
@@ -146,10 +147,22 @@ def exit_code_for(error: errors.KatschedError) -> int:
     return 1
 
 
+def options_of(args: Sequence[str]) -> Sequence[str]:
+    """The command line before a `--` that ends the options."""
+    return args[: args.index("--")] if "--" in args else args
+
+
 def wants_json(args: Sequence[str]) -> bool:
-    """Whether the command line asks for JSON (before a `--` that ends the options)."""
-    options = args[: args.index("--")] if "--" in args else args
-    return "--json" in options
+    """Whether the command line asks for JSON."""
+    return "--json" in options_of(args)
+
+
+def answers_once(args: Sequence[str]) -> bool:
+    """Whether `katsched ARGS` gives one answer and exits (see ONE_ANSWER)."""
+    command = args[0] if args else None
+    if command == "status":
+        return "--once" in options_of(args) or wants_json(args)
+    return command in ONE_ANSWER
 
 
 def fail(message: str, code: int, as_json: bool) -> NoReturn:
@@ -184,7 +197,7 @@ def collector_paused(paused: bool) -> Iterator[None]:
 
 def main() -> NoReturn:
     args = sys.argv[1:]
-    with collector_paused(bool(args) and args[0] in ONE_ANSWER):
+    with collector_paused(answers_once(args)):
         run(args)
 
 

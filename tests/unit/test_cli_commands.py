@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from katsched.cli import COMMANDS, load_command
+from katsched.cli import COMMANDS, ONE_ANSWER, answers_once, load_command
 
 HEAVY = (
     "sqlalchemy",
@@ -60,3 +60,47 @@ def test_queue_ls_imports_only_what_it_uses(tmp_path: Path) -> None:
     assert "katsched.store.queue" in modules  # the command ran (import_module itself is not logged)
     server_side = ("alembic", "fastapi", "uvicorn", "pika", "rich.live", "apscheduler", "httpx")
     assert heavy_among(modules, server_side) == set()
+
+
+@pytest.mark.parametrize(
+    ("args", "once"),
+    [
+        (["queue", "ls"], True),
+        (["tasks", "show", "abcd"], True),
+        (["status", "--once"], True),
+        (["status", "--json"], True),
+        (["status"], False),  # live until Ctrl-C
+        (["status", "--", "--once"], False),
+        (["daemon"], False),
+        (["api"], False),
+        (["db", "prune"], False),
+        (["--version"], False),
+        ([], False),
+    ],
+)
+def test_only_commands_that_answer_once_pause_the_garbage_collector(args: list[str], once: bool) -> None:
+    assert answers_once(args) is once
+    assert set(COMMANDS) >= ONE_ANSWER
+
+
+# `katsched ARGS`, then how many objects the exit finds frozen and whether the collector is on.
+EXIT_PROBE = """
+import atexit, gc, sys
+atexit.register(lambda: print(gc.get_freeze_count(), gc.isenabled(), file=sys.stderr))
+sys.argv = ["katsched", *sys.argv[1:]]
+from katsched.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize(("args", "frozen"), [(["queue", "--help"], True), (["--help"], False)])
+def test_a_command_that_answers_once_exits_with_its_objects_frozen(
+    args: list[str], frozen: bool, tmp_path: Path
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", EXIT_PROBE, *args], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    count, enabled = result.stderr.split()
+    assert (int(count) > 10_000) is frozen  # the imports' objects, not a handful
+    assert enabled == "True"  # paused for the command only
