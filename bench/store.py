@@ -15,7 +15,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from katsched.clock import SystemClock
@@ -53,8 +53,9 @@ def raw_connection(path: Path) -> sqlite3.Connection:
     return connection
 
 
-def now_text() -> str:
-    return datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ")
+def now_text(later: timedelta = timedelta()) -> str:
+    """Now (or `later` than now) as katsched's SQLite columns hold it."""
+    return (datetime.now(UTC) + later).replace(tzinfo=None).isoformat(sep=" ")
 
 
 RAW_INSERT = (
