@@ -46,8 +46,9 @@ class StorageUnavailable(StorageError):
     than the busy timeout. Retry later: requeue the message, answer 503, defer the job."""
 
 
-class WriteLockTaken(StorageUnavailable):
-    """Another writer holds the write lock (SQLite), and the write was asked not to wait for it."""
+class WouldWait(StorageUnavailable):
+    """The write was asked not to wait, and it would have had to: for the write lock (SQLite), or for a free
+    connection to the database."""
 
 
 class InvalidValue(StorageError):

@@ -14,7 +14,7 @@ from katsched.api.metrics import ApiMetrics
 from katsched.api.turns import TurnLock
 from katsched.clock import Clock
 from katsched.core.ports import ScheduleRegistry, TaskQueue
-from katsched.errors import WriteLockTaken
+from katsched.errors import WouldWait
 from katsched.schedulers.explain import Explainer
 from katsched.schedulers.manual import ManualPushes
 
@@ -74,7 +74,7 @@ class ApiContext:
 
     @contextmanager
     def writing(self, *, wait: bool = True) -> Iterator[None]:
-        """Take turns, within this process, to write to SQLite. `wait=False`: WriteLockTaken at once when
+        """Take turns, within this process, to write to SQLite. `wait=False`: WouldWait at once when
         another request has the turn.
 
         Not for correctness: BEGIN IMMEDIATE already makes every write exclusive, across processes too. But a
@@ -91,7 +91,7 @@ class ApiContext:
                 yield
             return
         if not self._write_turn.acquire_now():
-            raise WriteLockTaken("another request of this process is writing")
+            raise WouldWait("another request of this process is writing")
         try:
             yield
         finally:

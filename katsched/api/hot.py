@@ -9,12 +9,12 @@ the body replayed, so every refusal of the request itself is FastAPI's own answe
 endpoint methods of `SchedulerRoutes`; only the way the parameters reach them differs, and the errors are
 answered as FastAPI's exception handlers answer them (`katsched.api.errors`).
 
-Where the store has one writer at a time (SQLite), a pop is tried on the event loop itself, asked not to
-wait for the write lock: it takes a fraction of a millisecond, and saves the hand-off to a thread and back,
-which costs as much again. Only when another writer holds the lock does it go to a thread to wait there, so
-the event loop never waits for a lock. A push always runs on a thread: it may ask Katalogus for the plugin.
-The threads are a pool of the process's own (`STORE_THREADS`): a plain executor hand-off costs about half of
-anyio's, which FastAPI uses.
+Where the store has one writer at a time (SQLite), a pop of a few tasks (`INLINE_POP_LIMIT`: the workers pop
+one) is tried on the event loop itself, asked not to wait for the write lock: it takes a fraction of a
+millisecond, and saves the hand-off to a thread and back, which costs as much again. Only when another writer
+holds the lock does it go to a thread to wait there, so the event loop never waits for a lock. A push always
+runs on a thread: it may ask Katalogus for the plugin. The threads are a pool of the process's own
+(`STORE_THREADS`): a plain executor hand-off costs about half of anyio's, which FastAPI uses.
 """
 
 import asyncio
@@ -31,12 +31,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from katsched.api.body import decode_json
 from katsched.api.errors import KNOWN_ERRORS, known_error_response, unexpected_error_response
 from katsched.api.routes.schedulers import SchedulerRoutes, popped_by
-from katsched.api.schemas import TaskPush
-from katsched.errors import WriteLockTaken
+from katsched.api.schemas import DEFAULT_POP_LIMIT, TaskPush
+from katsched.errors import WouldWait
 
 HOT_PATH = re.compile(r"/schedulers/([^/]+)/(push|pop)")
 POP_QUERY = re.compile(rb"limit=(0|[1-9][0-9]{0,2}|1000)")
 Endpoint = Callable[[bool], Response]  # called with `wait`: whether it may wait for the write lock
+INLINE_POP_LIMIT = 10  # a larger pop renders many tasks: on a thread, not holding up the event loop
 # As many as anyio's default limit, which the routes FastAPI serves share; threads start only when needed.
 STORE_THREADS = ThreadPoolExecutor(max_workers=40, thread_name_prefix="katsched-api")
 
@@ -64,31 +65,27 @@ class HotRoutes:
         try:
             body = _whole_body(received)
             if action == "push":
-                endpoint = self._push(scheduler_id, body)
+                endpoint, inline = self._push(scheduler_id, body), False
             else:
-                endpoint = self._pop(scheduler_id, body, scope)
+                endpoint, inline = self._pop(scheduler_id, body, scope)
         except NotHot:
             await self.app(scope, _replay(received, receive), send)
             return
         scope["route"] = self.routes[action]
         try:
-            response = await self._answer(endpoint, inline=action == "pop" and self.inline_pops)
+            response = await self._answer(endpoint, inline=inline)
         except KNOWN_ERRORS as error:
             response = known_error_response(error)
         except Exception as error:
             response = unexpected_error_response(scope["path"], error)
         await response(scope, receive, send)
 
-    @property
-    def inline_pops(self) -> bool:
-        return self.schedulers.ctx.queue.single_writer
-
     @staticmethod
     async def _answer(endpoint: Endpoint, *, inline: bool) -> Response:
         if inline:
             try:
                 return endpoint(False)
-            except WriteLockTaken:
+            except WouldWait:
                 pass  # another writer has the store: wait for it on a thread, not on the event loop
         return await asyncio.get_running_loop().run_in_executor(STORE_THREADS, endpoint, True)
 
@@ -99,7 +96,8 @@ class HotRoutes:
             raise NotHot from None
         return lambda _wait: self.schedulers.push(scheduler_id, item)
 
-    def _pop(self, scheduler_id: str, body: bytes, scope: Scope) -> Endpoint:
+    def _pop(self, scheduler_id: str, body: bytes, scope: Scope) -> tuple[Endpoint, bool]:
+        """The pop, and whether to try it on the event loop."""
         query = scope["query_string"]
         found = POP_QUERY.fullmatch(query) if query else None
         if query and found is None:
@@ -109,7 +107,9 @@ class HotRoutes:
         if filters is not None and not isinstance(filters, dict):
             raise NotHot
         runner = popped_by(scope)
-        return lambda wait: self.schedulers.pop_for(scheduler_id, limit, filters, runner, wait=wait)
+        size = DEFAULT_POP_LIMIT if limit is None else limit
+        inline = self.schedulers.ctx.queue.single_writer and size <= INLINE_POP_LIMIT
+        return lambda wait: self.schedulers.pop_for(scheduler_id, size, filters, runner, wait=wait), inline
 
 
 def _hot(scope: Scope) -> tuple[str, str] | None:

@@ -6,9 +6,10 @@
   read the same QUEUED rows and then race to upgrade their locks (SQLITE_BUSY deadlock); reads stay deferred.
 - pysqlite's own transaction handling is switched off so that SQLAlchemy's BEGIN is the one that is sent.
 
-A write may be asked not to wait (`write(engine, wait=False)`): on SQLite it raises `WriteLockTaken` at once
-when another connection holds the write lock, so that a caller on an event loop can hand it to a thread
-instead of blocking the loop for up to the busy timeout. PostgreSQL has no single write lock to wait for.
+A write may be asked not to wait (`write(engine, wait=False)`): it raises `WouldWait` at once when every
+pooled connection is in use, and on SQLite when another connection holds the write lock, so that a caller on
+an event loop can hand it to a thread instead of blocking the loop for up to the busy (or pool) timeout.
+PostgreSQL has no single write lock to wait for.
 
 A read-only engine (`read_only=True`, for the commands that only look) never creates, migrates or writes: the
 SQLite file is opened with `mode=ro` (or `immutable=1` when nobody can be writing it: no -wal file beside it
@@ -28,8 +29,9 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
+from sqlalchemy.pool import QueuePool
 
-from katsched.errors import InvalidValue, StorageError, StorageUnavailable, WriteLockTaken
+from katsched.errors import InvalidValue, StorageError, StorageUnavailable, WouldWait
 
 READ_ONLY = "katsched_read_only"
 NO_WAIT = "katsched_no_wait"
@@ -137,22 +139,24 @@ def _sqlite_engine(url: str, busy_timeout_ms: int, pool_size: int, cache_mib: in
 
 
 def _begin_at_once(driver: sqlite3.Connection, busy_timeout_ms: int) -> None:
-    """BEGIN IMMEDIATE without waiting for the write lock: WriteLockTaken when another connection has it."""
+    """BEGIN IMMEDIATE without waiting for the write lock: WouldWait when another connection has it."""
     driver.execute("PRAGMA busy_timeout=0")
     try:
         driver.execute("BEGIN IMMEDIATE")
     except sqlite3.OperationalError as exc:
         if exc.sqlite_errorcode & 0xFF != SQLITE_BUSY:
             raise
-        raise WriteLockTaken("database error: the write lock is held by another connection") from None
+        raise WouldWait("database error: the write lock is held by another connection") from None
     finally:  # once the lock is held, nothing in the transaction waits for it again
         driver.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
 
 
 @contextmanager
 def write(engine: Engine, *, wait: bool = True) -> Iterator[Connection]:
-    """A write transaction; database errors are translated by `translated`. `wait=False`: on SQLite,
-    WriteLockTaken at once rather than waiting for another writer (see the module's docstring)."""
+    """A write transaction; database errors are translated by `translated`. `wait=False`: WouldWait at once
+    rather than waiting for a connection or another writer's lock (see the module's docstring)."""
+    if not wait and not _connection_free(engine):
+        raise WouldWait("database error: every pooled connection is in use")
     try:
         if wait:
             with engine.begin() as connection:
@@ -162,6 +166,15 @@ def write(engine: Engine, *, wait: bool = True) -> Iterator[Connection]:
                 yield plain
     except DATABASE_ERRORS as exc:
         raise translated(exc) from exc
+
+
+def _connection_free(engine: Engine) -> bool:
+    """Whether a connection can be had without waiting: an idle one, or room for a new one. (Another thread
+    may take it first; connections are held for milliseconds, so that wait is short.)"""
+    pool = engine.pool
+    if not isinstance(pool, QueuePool):
+        return True  # in-memory SQLite: one connection per thread
+    return pool.checkedin() > 0 or pool.checkedout() < pool.size()
 
 
 @contextmanager

@@ -229,8 +229,8 @@ class SqlTaskQueue:
         """`pop`, each task with its rendering, made before the claim commits: a claim is never committed for
         a task that cannot be handed out. Such a task (data stored before the API refused it) is failed, with
         the reason, in the same transaction, rather than left to break every pop that reaches it. Who claimed
-        the tasks, and when, is recorded. `wait=False`: WriteLockTaken at once when another writer holds
-        SQLite's write lock."""
+        the tasks, and when, is recorded. `wait=False`: WouldWait at once when another writer holds
+        SQLite's write lock, or no connection is free."""
         scheduler_kind(scheduler_id)
         if limit < 1:
             return []

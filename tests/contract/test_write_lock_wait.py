@@ -1,6 +1,6 @@
 """Writes that do not wait for SQLite's write lock, and the pop that uses them on the API's event loop.
 
-`write(engine, wait=False)` raises `WriteLockTaken` at once when another connection holds the write lock, and
+`write(engine, wait=False)` raises `WouldWait` at once when another connection holds the write lock, and
 leaves the connection's busy timeout as it was. The API tries a pop that way on its event loop; when the lock
 is taken the pop waits for it on a thread, so the event loop goes on answering, and the pop still succeeds."""
 
@@ -8,6 +8,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -17,7 +18,7 @@ from sqlalchemy import Engine, text
 from katsched.api import create_app
 from katsched.api.context import ApiContext
 from katsched.core.ports import TaskDraft
-from katsched.errors import WriteLockTaken
+from katsched.errors import WouldWait
 from katsched.store.engine import build_engine, write
 from katsched.store.migrate import upgrade
 from katsched.store.queue import SqlTaskQueue
@@ -66,11 +67,23 @@ def test_a_write_that_may_not_wait_is_refused_at_once_while_another_connection_h
 ) -> None:
     engine = _engine(sqlite_file)
     other_connection.execute("BEGIN IMMEDIATE")
-    with pytest.raises(WriteLockTaken), write(engine, wait=False) as connection:
+    with pytest.raises(WouldWait), write(engine, wait=False) as connection:
         connection.execute(text("DELETE FROM tasks"))
     other_connection.execute("ROLLBACK")
     with engine.connect() as connection:  # the one pooled connection: its busy timeout is back
         assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == BUSY_TIMEOUT_MS
+
+
+def test_a_write_that_may_not_wait_is_refused_at_once_while_every_connection_is_in_use(
+    sqlite_file: Path,
+) -> None:
+    engine = _engine(sqlite_file)  # one connection
+    with engine.connect() as busy, pytest.raises(WouldWait, match="every pooled connection is in use"):
+        busy.exec_driver_sql("SELECT 1")
+        with write(engine, wait=False):
+            pass
+    with write(engine, wait=False) as connection:  # free again
+        connection.execute(text("DELETE FROM tasks"))
 
 
 def test_a_pop_that_may_not_wait_leaves_the_task_queued_when_the_lock_is_taken(
@@ -79,7 +92,7 @@ def test_a_pop_that_may_not_wait_leaves_the_task_queued_when_the_lock_is_taken(
     queue = SqlTaskQueue(_engine(sqlite_file), FakeClock())
     task = queue.push(_draft())
     other_connection.execute("BEGIN IMMEDIATE")
-    with pytest.raises(WriteLockTaken):
+    with pytest.raises(WouldWait):
         queue.pop_rendered("boefje", wait=False)
     other_connection.execute("ROLLBACK")
     assert queue.get(task.id).status.value == "queued"
@@ -100,7 +113,7 @@ def test_a_request_is_refused_the_turn_without_waiting_while_another_has_it(
 ) -> None:
     api = make_api()
     context: ApiContext = api.client.app.front.app.schedulers.ctx  # type: ignore[attr-defined]
-    with context.writing(), pytest.raises(WriteLockTaken), context.writing(wait=False):
+    with context.writing(), pytest.raises(WouldWait), context.writing(wait=False):
         pass
     with context.writing(wait=False):  # free again
         pass
@@ -109,7 +122,7 @@ def test_a_request_is_refused_the_turn_without_waiting_while_another_has_it(
 def test_a_pop_waits_for_the_lock_on_a_thread_while_the_api_goes_on_answering(
     sqlite_file: Path, other_connection: sqlite3.Connection
 ) -> None:
-    engine = _engine(sqlite_file)
+    engine = build_engine(f"sqlite:///{sqlite_file}", busy_timeout_ms=BUSY_TIMEOUT_MS)  # the default pool
     clock = FakeClock()
     queue = SqlTaskQueue(engine, clock)
     task = queue.push(_draft())
@@ -125,3 +138,24 @@ def test_a_pop_waits_for_the_lock_on_a_thread_while_the_api_goes_on_answering(
     (answer,) = answers
     assert answer.status_code == 200
     assert [result["id"] for result in answer.json()["results"]] == [str(task.id)]
+
+
+@pytest.mark.parametrize(("limit", "tried_inline"), [(1, True), (10, True), (11, False), (1000, False)])
+def test_only_a_pop_of_a_few_tasks_is_tried_on_the_event_loop(
+    sqlite_file: Path, monkeypatch: pytest.MonkeyPatch, limit: int, tried_inline: bool
+) -> None:
+    clock = FakeClock()
+    queue = SqlTaskQueue(_engine(sqlite_file), clock)
+    task = queue.push(_draft())
+    asked: list[bool] = []
+    pop_rendered = queue.pop_rendered
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        asked.append(kwargs["wait"])
+        return pop_rendered(*args, **kwargs)
+
+    monkeypatch.setattr(queue, "pop_rendered", recorded)
+    with TestClient(create_app(queue, SqlScheduleStore(queue.engine, clock), clock)) as client:
+        answer = client.post(f"/schedulers/boefje/pop?limit={limit}")
+    assert [result["id"] for result in answer.json()["results"]] == [str(task.id)]
+    assert asked == [not tried_inline]  # tried on the loop: asked not to wait (and it did not have to)

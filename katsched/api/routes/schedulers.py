@@ -153,7 +153,7 @@ class SchedulerRoutes:
         wait: bool = True,
     ) -> Response:
         """The pop route once its parameters are read (the fast path of `katsched.api.hot` calls it too).
-        `wait=False`: WriteLockTaken at once when another writer has the store (see `ApiContext.writing`)."""
+        `wait=False`: WouldWait at once when another writer has the store (see `ApiContext.writing`)."""
         scheduler_kind(scheduler_id)
         expression = parse_body(filters, "task")
         size = DEFAULT_POP_LIMIT if limit is None else limit

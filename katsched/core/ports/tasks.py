@@ -229,7 +229,7 @@ class TaskQueue(Protocol):
         wait: bool = True,
     ) -> list[tuple[Task, bytes]]:
         """`pop`, each task with its rendering; a task that cannot be rendered is failed, not handed out.
-        `wait=False`: raise `WriteLockTaken` at once rather than wait for another writer's lock."""
+        `wait=False`: raise `WouldWait` at once rather than wait for another writer's lock or a connection."""
         ...
 
     def peek(self, scheduler_id: str, limit: int = 1, offset: int = 0) -> list[Task]: ...
