@@ -15,9 +15,11 @@ Two ways to hand messages to the planner: one `plan_for_mutation` call per messa
 messages already waiting (up to 100) planned together by `plan_for_mutations`, as the daemon does. Workers,
 prefetch and batch size default to the daemon's. A new object has no history: one Bytes request per message.
 
-References, same run: the planner called directly, without RabbitMQ (one call per mutation, and batches of
-the same size), and the intake alone, with a handler that does nothing. Target: >= 1,000 messages/s.
-Needs RabbitMQ on 127.0.0.1:5672.
+Each line gives messages/s (one mutation each) and tasks/s (the tasks those messages queued). Targets (issue
+15), in tasks/s: >= 2,000 without injected latency and >= 1,000 with every KAT request 10 ms late
+(`--kat-latency 10`); Katalogus <= 0.01 and Bytes <= 1 request per message. References, same run: the planner
+called directly, without RabbitMQ (one call per mutation, and batches of the same size), and the intake alone,
+with a handler that does nothing. Needs RabbitMQ on 127.0.0.1:5672.
 
     uvx nox -s bench -- bench/intake.py      (or: python bench/intake.py [--quick] [--services memory])
 """
@@ -25,6 +27,7 @@ Needs RabbitMQ on 127.0.0.1:5672.
 import argparse
 import inspect
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -65,6 +68,9 @@ URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 ORGANISATIONS = [f"org-{n:02d}" for n in range(10)]
 BOEFJES = ["dns-records", "nmap", "whois"]
 TIMEOUT = 300.0
+# Issue 15's targets: tasks/s without injected latency, and with every KAT request 10 ms late.
+TARGET_TASKS_PER_SECOND = {0.0: 2000, 10.0: 1000}
+MOST_REQUESTS_PER_MESSAGE = {"katalogus": 0.01, "bytes": 1.0}
 
 
 def consumer_default(name: str) -> int:
@@ -256,11 +262,27 @@ def measure(
         consumer.stop(timeout=10)
         broker(lambda channel: [channel.queue_delete(queue=q) for q in (name, f"{name}.dead")])
     after = services.counts()
-    per_message = ", ".join(f"{key} {(after[key] - before[key]) / count:.3f}" for key in after)
+    per_message = ", ".join(requests_per_message(key, (after[key] - before[key]) / count) for key in after)
     tasks = queue.qsize("boefje") - len(ORGANISATIONS) * len(BOEFJES)  # minus the warm-up's
-    print(f"  {mode:<7} {kind:<8} {count / elapsed:>7,.0f} messages/s  {elapsed:6.2f} s  {tasks:,} tasks   "
+    print(f"  {mode:<7} {kind:<8} {count / elapsed:>7,.0f} messages/s {tasks / elapsed:>7,.0f} tasks/s "
+          f"{verdict(tasks / elapsed, args.kat_latency):<5} {elapsed:6.2f} s  {tasks:,} tasks   "
           f"requests per message: {per_message}", end="")  # fmt: skip
     return count / elapsed
+
+
+def verdict(tasks_per_second: float, kat_latency: float) -> str:
+    """'met' or 'MISS' against the target for this latency; blank where the issue sets none."""
+    target = TARGET_TASKS_PER_SECOND.get(kat_latency)
+    if target is None:
+        return ""
+    return "met" if tasks_per_second >= target else "MISS"
+
+
+def requests_per_message(service: str, per_message: float) -> str:
+    most = MOST_REQUESTS_PER_MESSAGE.get(service)
+    if most is None:
+        return f"{service} {per_message:.3f}"
+    return f"{service} {per_message:.3f} ({'met' if per_message <= most else 'MISS'} <= {most:g})"
 
 
 def intake_alone(count: int, args: argparse.Namespace, directory: Path) -> float:
@@ -319,9 +341,12 @@ def main() -> None:
     directory = Path(tempfile.mkdtemp(prefix="katsched-bench-intake-"))
     latency = f" (Bytes +{args.bytes_latency:g} ms)" if args.bytes_latency else ""
     latency += f" (every KAT request +{args.kat_latency:g} ms)" if args.kat_latency else ""
+    target = TARGET_TASKS_PER_SECOND.get(args.kat_latency)
+    aim = f"target >= {target:,} tasks/s" if target is not None else "no target at this latency"
     print(f"intake: {count:,} mutations x {len(BOEFJES)} boefjes, {len(ORGANISATIONS)} organisations, "
           f"{args.services} KAT services{latency}, workers={args.workers} prefetch={args.prefetch} "
-          f"batch={args.batch}; target >= 1,000/s")  # fmt: skip
+          f"batch={args.batch}; {aim}")  # fmt: skip
+    print(f"  load average before the run: {load()}", flush=True)
     services = (
         loopback_services(args.bytes_latency, args.kat_latency)
         if args.services == "loopback"
@@ -337,9 +362,16 @@ def main() -> None:
                 print(f"   ratio to the planner alone {rate / rates[mode]:.2f}")
     finally:
         services.close()
-    print(f"  reference, the planner alone without RabbitMQ: {rates['message']:,.0f} mutations/s one by one, "
-          f"{rates['batch']:,.0f}/s in batches of {args.batch}")  # fmt: skip
+    per = len(BOEFJES)
+    print(f"  reference, the planner alone without RabbitMQ: {rates['message']:,.0f} mutations/s "
+          f"({rates['message'] * per:,.0f} tasks/s) one by one, {rates['batch']:,.0f}/s "
+          f"({rates['batch'] * per:,.0f} tasks/s) in batches of {args.batch}")  # fmt: skip
     print(f"  reference, the intake alone (a handler that does nothing): {ceiling:,.0f} messages/s")
+    print(f"  load average after the run: {load()}")
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 if __name__ == "__main__":

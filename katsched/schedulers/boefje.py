@@ -30,6 +30,7 @@ from katsched.core.ports import (
     DecisionLog,
     DecisionRecord,
     DecisionsOf,
+    NewRank,
     ObjectGraph,
     PluginCatalog,
     PushOutcome,
@@ -439,8 +440,11 @@ class BoefjePlanner:
         found = self._schedules.by_hashes(wanted) if wanted else {}
         planned: list[Planned] = []
         own: list[int] = []
+        ranks: dict[datetime | None, NewRank] = {}  # a batch's runs share a few last runs (new objects: none)
         for verdict, group in zip(runs, groups, strict=True):
-            ranked = rank(self._settings, verdict.last_run_at, now, now)
+            if verdict.last_run_at not in ranks:
+                ranks[verdict.last_run_at] = rank(self._settings, verdict.last_run_at, now, now)
+            ranked = ranks[verdict.last_run_at]
             for item, reason in group:
                 link = schedule_link(item, found.get(item.hash), now, self._settings, self._uniform)
                 data = item.task.model_dump(mode="json")

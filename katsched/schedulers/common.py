@@ -1,9 +1,10 @@
 """What the planners share: pushing a batch with one log line per task, and deferring on outages."""
 
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -62,9 +63,23 @@ def concurrently(call: Callable[[K], V], keys: Iterable[K], workers: int) -> dic
     unique = list(dict.fromkeys(keys))
     if workers <= 1 or len(unique) <= 1:
         return {key: call(key) for key in unique}
-    with ThreadPoolExecutor(min(workers, len(unique)), thread_name_prefix="katsched-lookup") as pool:
-        futures = {key: pool.submit(call, key) for key in unique}
+    pool = _lookup_pool(workers)
+    futures = {key: pool.submit(call, key) for key in unique}
+    wait(futures.values())
     return {key: future.result() for key, future in futures.items()}
+
+
+_lookup_pools = threading.local()
+
+
+def _lookup_pool(workers: int) -> ThreadPoolExecutor:
+    """The calling thread's own `workers` look-up threads, kept between calls: starting them for every batch
+    cost more CPU than the batch's look-ups. Each thread that plans has its own, so two batches planned at
+    once still have `workers` each; they end with that thread."""
+    pools: dict[int, ThreadPoolExecutor] = _lookup_pools.__dict__.setdefault("by_size", {})
+    if workers not in pools:
+        pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="katsched-lookup")
+    return pools[workers]
 
 
 @contextmanager
