@@ -16,7 +16,7 @@ from katsched._memory_push import Batch
 from katsched._memory_tables import Contents, MemoryTables, TaskRow, copy_task
 from katsched.clock import Clock
 from katsched.core.filters import FilterExpr
-from katsched.core.models import PushPolicy, SchedulerKind, Task, TaskStatus
+from katsched.core.models import DEFAULT_PUSH_POLICY, PushPolicy, SchedulerKind, Task, TaskStatus
 from katsched.core.ports import (
     DecisionLog,
     DecisionsOf,
@@ -49,7 +49,7 @@ class MemoryTaskStore:
         self.policies = dict(policies or {})
 
     def policy(self, scheduler_id: str) -> PushPolicy:
-        return self.policies.get(scheduler_id, PushPolicy())
+        return self.policies.get(scheduler_id, DEFAULT_PUSH_POLICY)
 
     # the TaskStore port
 

@@ -197,3 +197,7 @@ class PushPolicy(BaseModel):
     allow_updates: bool = False
     allow_priority_updates: bool = False
     maxsize: int = 0
+
+
+# The policy of a scheduler the configuration says nothing about; one instance, asked for on every push.
+DEFAULT_PUSH_POLICY = PushPolicy()

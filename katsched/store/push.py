@@ -84,8 +84,7 @@ class _PushBatch:
     def __init__(self, connection: Connection, now: datetime, policy_for: PolicyFor) -> None:
         self._connection = connection
         self._now = now
-        self._policies: dict[str, PushPolicy] = {}  # asked once per scheduler, not once per draft
-        self._policy_of = policy_for
+        self._policy_for = policy_for
         self._queued: dict[tuple[str, str], _Queued] = {}
         self._queued_counts: dict[str, int] = {}
         self._new_schedules: dict[str, dict[str, Any]] = {}  # by identity
@@ -93,11 +92,6 @@ class _PushBatch:
         self._linked_schedules: list[dict[str, Any]] = []
         self._pending: dict[tuple[str, str], _Pending] = {}
         self._outcomes: list[PushOutcome] = []
-
-    def _policy_for(self, scheduler_id: str) -> PushPolicy:
-        if scheduler_id not in self._policies:
-            self._policies[scheduler_id] = self._policy_of(scheduler_id)
-        return self._policies[scheduler_id]
 
     def run(self, prepared: Sequence[PreparedDraft]) -> list[PushOutcome]:
         self._load_queued(prepared)

@@ -32,7 +32,7 @@ from sqlalchemy.sql.util import ClauseAdapter
 
 from katsched.clock import Clock
 from katsched.core.filters import FilterExpr
-from katsched.core.models import PushPolicy, SchedulerKind, Task, TaskStatus
+from katsched.core.models import DEFAULT_PUSH_POLICY, PushPolicy, SchedulerKind, Task, TaskStatus
 from katsched.core.ports import (
     DecisionsOf,
     PoppedBy,
@@ -175,7 +175,7 @@ class SqlTaskQueue:
         self.policies = dict(policies or {})
 
     def policy(self, scheduler_id: str) -> PushPolicy:
-        return self.policies.get(scheduler_id, PushPolicy())
+        return self.policies.get(scheduler_id, DEFAULT_PUSH_POLICY)
 
     @property
     def single_writer(self) -> bool:
