@@ -97,7 +97,7 @@ class Daemon:
         self.database_lock = wiring.hold_database(self.settings, hostname, pid, self.clock.now())
         if self.settings.api.enabled:  # a port in use ends the start at once, before the store is touched
             bind(self.settings.api.host, self.settings.api.port).close()
-        engine = wiring.open_engine(self.settings)
+        engine = wiring.open_engine(self.settings, serving=True)
         self.core = wiring.build_core(self.settings, engine, self.clock, self._known_organisations)
         self.core.register_daemon(self.instance_id, hostname, pid, sole=self.database_lock is not None)
         self.supervisor = Supervisor(self._slots(), clock=self.clock)
@@ -132,14 +132,15 @@ class Daemon:
         return 0
 
     def _stop(self, code: int) -> int:
-        """Intake first, then the recurring jobs, then the API, within DRAIN_TIMEOUT; then the store."""
+        """Intake first, then the recurring jobs, then the API and the log's checkpoints, within
+        DRAIN_TIMEOUT; then the store."""
         self.notifier.stopping()
         clean = True
         if self.supervisor is not None:
             log.info("daemon_draining timeout=%.0f", DRAIN_TIMEOUT)
             names = [slot.name for slot in self.supervisor.slots]
             order = [n for n in names if n.startswith("intake-")] + [
-                n for n in ("recurring", "api") if n in names
+                n for n in ("recurring", "api", "wal-checkpoint") if n in names
             ]
             clean = self.supervisor.stop_all(DRAIN_TIMEOUT, order=order)
             self._write_state(stopped=True)
@@ -164,6 +165,8 @@ class Daemon:
         slots.append(Supervised("recurring", self._new_recurring))
         for queue, build in wiring.consumers(self.started).items():
             slots.append(Supervised(f"intake-{queue}", self._consumer_factory(queue, build)))
+        if wiring.wal_checkpointer(self.settings) is not None:
+            slots.append(Supervised("wal-checkpoint", self._new_wal_checkpointer))
         return slots
 
     def _consumer_factory(self, queue: str, build: Callable[[], QueueConsumer]) -> Callable[[], Component]:
@@ -180,6 +183,11 @@ class Daemon:
         server = ApiServer(app, self.settings.api.host, self.settings.api.port)
         self.api_address = f"{server.host}:{server.port}"
         return ApiComponent(server)
+
+    def _new_wal_checkpointer(self) -> Component:
+        checkpointer = wiring.wal_checkpointer(self.settings)
+        assert checkpointer is not None  # the slot exists only for a SQLite file
+        return checkpointer
 
     def _new_recurring(self) -> Recurring:
         jobs = {"lease_sweep": self.sweep, "retention": self.prune, "metrics": self.refresh_metrics}

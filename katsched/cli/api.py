@@ -34,22 +34,27 @@ def api_command(config: ConfigOption = None, host: HostOption = None, port: Port
     host, port = host or settings.api.host, settings.api.port if port is None else port
     bind(host, port).close()  # a port in use ends the start at once, before the store is touched
     try:
-        engine = wiring.open_engine(settings)
+        engine = wiring.open_engine(settings, serving=True)
     except StorageError as error:  # like the daemon: a server that cannot start exits 1
         raise StartupError(str(error)) from None
     core = wiring.build_core(settings, engine, SystemClock())
     server = ApiServer(wiring.build_app(core), host, port)
     signals = Signals("api")
     signals.install(reload=False)
+    checkpointer = wiring.wal_checkpointer(settings)
     try:
         server.start()
     except StartupError:
         core.close()
         raise
+    if checkpointer is not None:
+        checkpointer.start()
     typer.echo(f"katsched api listening on {server.url}", err=True)
     while not signals.stop.wait(1.0) and server.is_alive():
         pass
     server.stop()
+    if checkpointer is not None:
+        checkpointer.stop(timeout=5.0)
     core.close()
     if server.error is not None:
         raise typer.Exit(1)

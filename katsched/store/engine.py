@@ -51,12 +51,17 @@ def build_engine(
     pool_size: int = 10,
     sqlite_cache_mib: int = 8,
     read_only: bool = False,
+    wal_autocheckpoint_pages: int | None = None,
 ) -> Engine:
-    """The engine for `url`; a driver that is not installed is a StorageError naming the missing extra."""
+    """The engine for `url`; a driver that is not installed is a StorageError naming the missing extra.
+    `wal_autocheckpoint_pages`: SQLite's automatic checkpoint threshold when not its default (1,000 pages),
+    for a process that checkpoints on a thread of its own (`katsched.store.wal`)."""
     parsed = make_url(url)
     try:
         if parsed.get_backend_name() == "sqlite":
-            return _sqlite_engine(url, busy_timeout_ms, pool_size, sqlite_cache_mib, read_only)
+            return _sqlite_engine(
+                url, busy_timeout_ms, pool_size, sqlite_cache_mib, read_only, wal_autocheckpoint_pages
+            )
         if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
         options = "-c timezone=utc" + (" -c default_transaction_read_only=on" if read_only else "")
@@ -90,7 +95,14 @@ def _read_only_url(file: Path) -> str:
     return f"sqlite:///file:{quote(str(file))}?{mode}&uri=true"
 
 
-def _sqlite_engine(url: str, busy_timeout_ms: int, pool_size: int, cache_mib: int, read_only: bool) -> Engine:
+def _sqlite_engine(
+    url: str,
+    busy_timeout_ms: int,
+    pool_size: int,
+    cache_mib: int,
+    read_only: bool,
+    autocheckpoint: int | None,
+) -> Engine:
     file = sqlite_file(url)
     pool: dict[str, Any] = {}
     if file is not None:
@@ -120,6 +132,8 @@ def _sqlite_engine(url: str, busy_timeout_ms: int, pool_size: int, cache_mib: in
         cursor.execute("PRAGMA foreign_keys=ON")
         # A pop rewrites several index pages; keeping the hot ones cached is what keeps a large queue fast.
         cursor.execute(f"PRAGMA cache_size={-1024 * int(cache_mib)}")
+        if autocheckpoint is not None:
+            cursor.execute(f"PRAGMA wal_autocheckpoint={int(autocheckpoint)}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

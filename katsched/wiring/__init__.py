@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from katsched.store.queue import SqlTaskQueue
     from katsched.store.schedules import SqlScheduleStore
     from katsched.store.sqlite_lock import SqliteDaemonLock
+    from katsched.store.wal import WalCheckpointer
 
 __all__ = [
     "KAT_SERVICES",
@@ -70,15 +71,19 @@ __all__ = [
     "push_policies",
     "static_catalogue",
     "task_queue",
+    "wal_checkpointer",
 ]
 
 
 # -- the store -----------------------------------------------------------------------------------------------
 
 
-def engine_for(settings: Settings, *, read_only: bool = False) -> Engine:
-    """The engine for the configured database, as it is (`read_only`: one connection that never writes)."""
+def engine_for(settings: Settings, *, read_only: bool = False, serving: bool = False) -> Engine:
+    """The engine for the configured database, as it is (`read_only`: one connection that never writes;
+    `serving`: for a process that runs `wal_checkpointer`, so that SQLite checkpoints inside a commit only
+    as a backstop)."""
     from katsched.store.engine import build_engine
+    from katsched.store.wal import BACKSTOP_PAGES
 
     database = settings.database
     if read_only:
@@ -90,20 +95,30 @@ def engine_for(settings: Settings, *, read_only: bool = False) -> Engine:
         busy_timeout_ms=database.busy_timeout_ms,
         pool_size=database.pool_size,
         sqlite_cache_mib=database.sqlite_cache_mib,
+        wal_autocheckpoint_pages=BACKSTOP_PAGES if serving else None,
     )
 
 
-def open_engine(settings: Settings) -> Engine:
+def open_engine(settings: Settings, *, serving: bool = False) -> Engine:
     """The engine for the configured database, created if need be and migrated to the newest schema."""
     from katsched.store.migrate import upgrade
 
-    engine = engine_for(settings)
+    engine = engine_for(settings, serving=serving)
     try:
         upgrade(engine)
     except BaseException:
         engine.dispose()
         raise
     return engine
+
+
+def wal_checkpointer(settings: Settings) -> WalCheckpointer | None:
+    """For a serving process on a SQLite file: the log's checkpoints off the request path. None otherwise."""
+    from katsched.store.engine import sqlite_file
+    from katsched.store.wal import WalCheckpointer
+
+    file = sqlite_file(settings.database.url)
+    return None if file is None else WalCheckpointer(file)
 
 
 def hold_database(settings: Settings, hostname: str, pid: int, now: datetime) -> SqliteDaemonLock | None:
