@@ -21,6 +21,7 @@ from pydantic import TypeAdapter, ValidationError
 from katsched import __version__
 from katsched.backoff import Backoff
 from katsched.errors import ServiceError, ServiceUnavailable
+from katsched.kat.plain_http import PlainHttpTransport
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,10 @@ def build_client(
     transport: httpx.BaseTransport | None = None,
 ) -> httpx.Client:
     """The one way to make a client for a KAT service: pooled keep-alive connections, a timeout for every
-    phase of a request, and our user agent. `transport` is the seam for tests (`httpx.MockTransport`)."""
+    phase of a request, and our user agent. `transport` is the seam for tests (`httpx.MockTransport`); by
+    default an `http://` service gets `PlainHttpTransport`, an `https://` one httpx's own."""
+    if transport is None and httpx.URL(base_url).scheme == "http":
+        transport = PlainHttpTransport(max_idle_connections=max_connections)
     return httpx.Client(
         base_url=base_url,
         timeout=httpx.Timeout(timeout),
