@@ -15,19 +15,22 @@ Two ways to hand messages to the planner: one `plan_for_mutation` call per messa
 messages already waiting (up to 100) planned together by `plan_for_mutations`, as the daemon does. Workers,
 prefetch and batch size default to the daemon's. A new object has no history: one Bytes request per message.
 
-Each line gives messages/s (one mutation each) and tasks/s (the tasks those messages queued). Targets (issue
-15), in tasks/s: >= 2,000 without injected latency and >= 1,000 with every KAT request 10 ms late
-(`--kat-latency 10`); Katalogus <= 0.01 and Bytes <= 1 request per message. References, same run: the planner
-called directly, without RabbitMQ (one call per mutation, and batches of the same size), and the intake alone,
-with a handler that does nothing. Needs RabbitMQ on 127.0.0.1:5672.
+Each round's line gives messages/s (one mutation each) and tasks/s (the tasks those messages queued); then the
+median of the rounds, whose runs alternate with the planner's alone. Targets (issue 15), in tasks/s: >= 2,000
+without injected latency and >= 1,000 with every KAT request 10 ms late (`--kat-latency 10`); Katalogus
+<= 0.01 and Bytes <= 1 request per message. References, same run: the planner called directly, without
+RabbitMQ (one call per mutation, and batches of the same size), and the intake alone, with a handler that does
+nothing. Needs RabbitMQ on 127.0.0.1:5672.
 
-    uvx nox -s bench -- bench/intake.py      (or: python bench/intake.py [--quick] [--services memory])
+    uvx nox -s bench -- bench/intake.py   (or: python bench/intake.py [--quick] [--modes batch] [--rounds 3]
+                                          [--services memory] [--kat-latency 10])
 """
 
 import argparse
 import inspect
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -249,25 +252,26 @@ def through_rabbitmq(consumer: QueueConsumer, kind: str, bodies: list[bytes], di
 
 def measure(
     mode: str, kind: str, count: int, services: Services, args: argparse.Namespace, directory: Path
-) -> float:
-    boefjes, queue = planner(directory, f"{mode}-{kind}", services.clients)
+) -> tuple[float, str]:
+    """Tasks/s of one run, and the line that describes it."""
+    run = f"{mode}-{kind}-{uuid.uuid4().hex[:6]}"
+    boefjes, queue = planner(directory, run, services.clients)
     work = mutation_batches(boefjes, args.batch) if mode == "batch" else mutation_handler(boefjes)
     name = f"katsched_bench_{uuid.uuid4().hex[:8]}"
     broker(lambda channel: channel.queue_declare(queue=name, durable=True))
     consumer = QueueConsumer(URL, name, work, prefetch=args.prefetch, workers=args.workers)
     before = services.counts()
     try:
-        elapsed = through_rabbitmq(consumer, kind, mutations(count, f"{mode}-{kind}"), directory)
+        elapsed = through_rabbitmq(consumer, kind, mutations(count, run), directory)
     finally:
         consumer.stop(timeout=10)
         broker(lambda channel: [channel.queue_delete(queue=q) for q in (name, f"{name}.dead")])
     after = services.counts()
     per_message = ", ".join(requests_per_message(key, (after[key] - before[key]) / count) for key in after)
     tasks = queue.qsize("boefje") - len(ORGANISATIONS) * len(BOEFJES)  # minus the warm-up's
-    print(f"  {mode:<7} {kind:<8} {count / elapsed:>7,.0f} messages/s {tasks / elapsed:>7,.0f} tasks/s "
-          f"{verdict(tasks / elapsed, args.kat_latency):<5} {elapsed:6.2f} s  {tasks:,} tasks   "
-          f"requests per message: {per_message}", end="")  # fmt: skip
-    return count / elapsed
+    line = (f"{count / elapsed:>7,.0f} messages/s {tasks / elapsed:>7,.0f} tasks/s {elapsed:6.2f} s  "
+            f"{tasks:,} tasks   requests per message: {per_message}")  # fmt: skip
+    return tasks / elapsed, line
 
 
 def verdict(tasks_per_second: float, kat_latency: float) -> str:
@@ -297,9 +301,32 @@ def intake_alone(count: int, args: argparse.Namespace, directory: Path) -> float
         broker(lambda channel: [channel.queue_delete(queue=q) for q in (name, f"{name}.dead")])
 
 
+def rounds(
+    mode: str, count: int, services: Services, args: argparse.Namespace, directory: Path
+) -> dict[str, float]:
+    """Median tasks/s of the planner alone and of the intake (backlog, stream), their runs alternated."""
+    runs: dict[str, list[float]] = {"alone": [], "backlog": [], "stream": []}
+    batch = args.batch if mode == "batch" else 1
+    for number in range(1, args.rounds + 1):
+        runs["alone"].append(len(BOEFJES) * reference(mode, count, batch, services, directory))
+        for kind in ("backlog", "stream"):
+            rate, line = measure(mode, kind, count, services, args, directory)
+            runs[kind].append(rate)
+            print(f"  round {number} {mode:<7} {kind:<8} {line}", flush=True)
+    medians = {name: statistics.median(values) for name, values in runs.items()}
+    for kind in ("backlog", "stream"):
+        rate, each = medians[kind], ", ".join(f"{r:,.0f}" for r in runs[kind])
+        print(f"  {mode:<7} {kind:<8} median {rate:>7,.0f} tasks/s {verdict(rate, args.kat_latency):<5} "
+              f"(runs {each}); the planner alone {medians['alone']:,.0f} tasks/s, "
+              f"ratio {rate / medians['alone']:.2f}", flush=True)  # fmt: skip
+    return medians
+
+
 def reference(mode: str, count: int, batch: int, services: Services, directory: Path) -> float:
-    boefjes, _ = planner(directory, f"reference-{mode}", services.clients)
-    decoded = [decode_mutation(body) for body in mutations(count, f"reference-{mode}")]
+    """Mutations/s of the planner called directly."""
+    run = f"reference-{mode}-{uuid.uuid4().hex[:6]}"
+    boefjes, _ = planner(directory, run, services.clients)
+    decoded = [decode_mutation(body) for body in mutations(count, run)]
     start = time.perf_counter()
     if mode == "batch":
         for first in range(0, count, batch):
@@ -330,6 +357,8 @@ def main() -> None:
         metavar="MS",
         help="delay of every loopback KAT request (10)",
     )
+    parser.add_argument("--modes", default="message,batch", help="message, batch (the daemon's), or both")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; each figure is their median")
     parser.add_argument("--serve-kat", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--publish", nargs=2, metavar=("QUEUE", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -345,7 +374,7 @@ def main() -> None:
     aim = f"target >= {target:,} tasks/s" if target is not None else "no target at this latency"
     print(f"intake: {count:,} mutations x {len(BOEFJES)} boefjes, {len(ORGANISATIONS)} organisations, "
           f"{args.services} KAT services{latency}, workers={args.workers} prefetch={args.prefetch} "
-          f"batch={args.batch}; {aim}")  # fmt: skip
+          f"batch={args.batch}; {aim}; medians of {args.rounds}")  # fmt: skip
     print(f"  load average before the run: {load()}", flush=True)
     services = (
         loopback_services(args.bytes_latency, args.kat_latency)
@@ -353,19 +382,15 @@ def main() -> None:
         else memory_services()
     )
     try:
-        modes = ("message", "batch")
-        rates = {mode: reference(mode, count, args.batch, services, directory) for mode in modes}
+        modes = args.modes.split(",")
+        rates = {mode: rounds(mode, count, services, args, directory) for mode in modes}
         ceiling = intake_alone(count, args, directory)
-        for mode in modes:
-            for kind in ("backlog", "stream"):
-                rate = measure(mode, kind, count, services, args, directory)
-                print(f"   ratio to the planner alone {rate / rates[mode]:.2f}")
     finally:
         services.close()
-    per = len(BOEFJES)
-    print(f"  reference, the planner alone without RabbitMQ: {rates['message']:,.0f} mutations/s "
-          f"({rates['message'] * per:,.0f} tasks/s) one by one, {rates['batch']:,.0f}/s "
-          f"({rates['batch'] * per:,.0f} tasks/s) in batches of {args.batch}")  # fmt: skip
+    for mode in modes:
+        alone = rates[mode]["alone"] / len(BOEFJES)
+        print(f"  reference, the planner alone without RabbitMQ, {mode} mode: {alone:,.0f} mutations/s "
+              f"({rates[mode]['alone']:,.0f} tasks/s)")  # fmt: skip
     print(f"  reference, the intake alone (a handler that does nothing): {ceiling:,.0f} messages/s")
     print(f"  load average after the run: {load()}")
 

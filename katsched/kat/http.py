@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
+from urllib.parse import urlencode
 
 import httpx
 from pydantic import TypeAdapter, ValidationError
@@ -35,8 +36,6 @@ Params = Mapping[str, Scalar | Sequence[Scalar] | None]
 
 Sleep = Callable[[float], None]
 
-_Pair = tuple[str, str | int | float | bool | None]  # as httpx types a query pair
-
 
 def build_client(
     base_url: str,
@@ -50,7 +49,7 @@ def build_client(
     phase of a request, and our user agent. `transport` is the seam for tests (`httpx.MockTransport`); by
     default an `http://` service gets `PlainHttpTransport`, an `https://` one httpx's own."""
     if transport is None and httpx.URL(base_url).scheme == "http":
-        transport = PlainHttpTransport(max_idle_connections=max_connections)
+        transport = PlainHttpTransport(max_connections)
     return httpx.Client(
         base_url=base_url,
         timeout=httpx.Timeout(timeout),
@@ -129,7 +128,7 @@ class ServiceHttp:
         """The successful response, or None when the service says the resource does not exist (404)."""
         attempts = self._retry.attempts
         for attempt in range(1, attempts + 1):
-            outcome = self._attempt(method, path, _query(params), form, auth)
+            outcome = self._attempt(method, _with_query(path, params), form, auth)
             if not isinstance(outcome, _Transient):
                 return outcome
             if attempt == attempts:
@@ -158,7 +157,7 @@ class ServiceHttp:
         """Whether the service says `{"healthy": true}` at `path`. Never raises: for `/health` a failure is
         an answer, and retrying would only delay it."""
         try:
-            response = self._attempt("GET", path, [], None, None)
+            response = self._attempt("GET", path, None, None)
         except ServiceError:
             return False
         if not isinstance(response, httpx.Response):
@@ -183,14 +182,11 @@ class ServiceHttp:
         self,
         method: str,
         path: str,
-        params: list[_Pair],
         form: Mapping[str, str] | None,
         auth: httpx.Auth | None,
     ) -> httpx.Response | _Transient | None:
         try:
-            response = self.client.request(
-                method, path, params=params, data=form, auth=auth or httpx.USE_CLIENT_DEFAULT
-            )
+            response = self.client.request(method, path, data=form, auth=auth or httpx.USE_CLIENT_DEFAULT)
         except _TRANSIENT_ERRORS as exc:
             return _Transient(
                 self._where(_failed_request(exc, method, path)), f"failed: {type(exc).__name__}"
@@ -213,17 +209,21 @@ class ServiceHttp:
         return f"{self.service}: {request.method} {request.url.path}"
 
 
-def _query(params: Params | None) -> list[_Pair]:
-    """Explicit pairs, so that a None never becomes an empty value (`key=`) as httpx would send it."""
-    pairs: list[_Pair] = []
+def _with_query(path: str, params: Params | None) -> str:
+    """`path` with its query string, encoded as httpx encodes `params=` (httpx merging `params=` into the
+    URL took ~0.03 of a Bytes look-up's 0.37 ms of CPU). A None leaves the key out rather than sending `key=`
+    as httpx would; a sequence repeats the key."""
+    pairs: list[tuple[str, str]] = []
     for key, value in (params or {}).items():
         if value is None:
             continue
-        if isinstance(value, str | int | bool):
-            pairs.append((key, value))
-        else:
-            pairs.extend((key, item) for item in value)
-    return pairs
+        values = [value] if isinstance(value, str | int | bool) else value
+        pairs.extend((key, _query_value(item)) for item in values)
+    return f"{path}?{urlencode(pairs)}" if pairs else path
+
+
+def _query_value(value: Scalar) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 def _failed_request(exc: httpx.HTTPError, method: str, path: str) -> httpx.Request:

@@ -28,16 +28,29 @@ _CLOSED_BEFORE_ANSWER = (http.client.RemoteDisconnected, ConnectionResetError, B
 
 
 class PlainHttpTransport(httpx.BaseTransport):
-    def __init__(self, max_idle_connections: int = 10) -> None:
-        self.max_idle_connections = max_idle_connections
+    """At most `max_connections` requests at a time, each on a connection of its own; a request waits for
+    one to be free up to the pool timeout (`httpx.PoolTimeout`), as on httpx's transport. Idle connections
+    are kept for the next request."""
+
+    def __init__(self, max_connections: int = 10) -> None:
+        self.max_connections = max_connections
+        self._slots = threading.BoundedSemaphore(max_connections)
         self._idle: dict[_Key, list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if request.url.scheme != "http":
             raise httpx.UnsupportedProtocol(f"{request.url.scheme}:// is not plain HTTP", request=request)
-        key = (request.url.host, request.url.port or 80)
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
+        if not self._slots.acquire(timeout=timeouts.get("pool")):
+            raise httpx.PoolTimeout("no connection free within the pool timeout", request=request)
+        try:
+            return self._send(request, timeouts)
+        finally:
+            self._slots.release()
+
+    def _send(self, request: httpx.Request, timeouts: dict[str, float | None]) -> httpx.Response:
+        key = (request.url.host, request.url.port or 80)
         body = request.read()
         connection, reused = self._checkout(key, timeouts, request)
         # A connection the server closed as we reused it is replaced once, for a request that may be repeated.
@@ -101,7 +114,7 @@ class PlainHttpTransport(httpx.BaseTransport):
     def _checkin(self, key: _Key, connection: http.client.HTTPConnection) -> None:
         with self._lock:
             idle = self._idle.setdefault(key, [])
-            if len(idle) < self.max_idle_connections:
+            if len(idle) < self.max_connections:
                 idle.append(connection)
                 return
         connection.close()

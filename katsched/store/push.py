@@ -180,7 +180,20 @@ class _PushBatch:
             "rerank_at": item.draft.rerank_at,
         }
         self._pending[(item.draft.scheduler_id, item.hash)] = _Pending(item, row, len(self._outcomes))
-        return Task.model_validate(row)
+        # Every value is typed already (a prepared draft's): validating the row again cost ~5% of the intake.
+        return Task.model_construct(
+            id=item.task_id,
+            scheduler_id=item.draft.scheduler_id,
+            schedule_id=schedule_id,
+            organisation=item.draft.organisation,
+            priority=item.priority,
+            status=TaskStatus.QUEUED,
+            type=item.kind.value,
+            hash=item.hash,
+            data=item.data,
+            created_at=self._now,
+            modified_at=self._now,
+        )
 
     def _update(self, task_id: uuid.UUID, item: PreparedDraft, schedule_id: uuid.UUID | None) -> Task | None:
         """The push policy lets this draft replace a queued duplicate: it keeps the queued task's id. None

@@ -207,3 +207,44 @@ def test_a_chunked_gzip_answer_is_decoded(serve: Callable[[Script], ScriptedServ
 
     with client_for(serve(chunked)) as client:
         assert client.get("/v1/organisations/o1/plugins").json() == [{"id": "dns-records"}]
+
+
+def test_concurrent_requests_use_at_most_max_connections(serve: Callable[[Script], ScriptedServer]) -> None:
+    server = serve(answer_ok)
+    transport = PlainHttpTransport(max_connections=2)
+    with httpx.Client(base_url=server.url, transport=transport, timeout=5) as client:
+
+        def ten() -> None:
+            for _ in range(10):
+                client.get("/bytes/boefje_meta").raise_for_status()
+
+        threads = [threading.Thread(target=ten) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert len(server.requests) == 60
+    assert server.connections <= 2  # the others waited for a connection instead of opening one
+
+
+def test_a_request_that_finds_no_free_connection_in_time_is_a_pool_timeout(
+    serve: Callable[[Script], ScriptedServer],
+) -> None:
+    arrived, answering = threading.Event(), threading.Event()
+
+    def slow(connection: socket.socket, number: int) -> bool:
+        arrived.set()
+        return answering.wait(10) and answer_ok(connection, number)
+
+    server = serve(slow)
+    transport = PlainHttpTransport(max_connections=1)
+    with httpx.Client(base_url=server.url, transport=transport, timeout=httpx.Timeout(5, pool=0.1)) as client:
+        first = threading.Thread(target=lambda: client.get("/slow"))
+        first.start()
+        try:
+            assert arrived.wait(5)  # the one connection is taken
+            with pytest.raises(httpx.PoolTimeout):
+                client.get("/waits")
+        finally:
+            answering.set()
+            first.join()
