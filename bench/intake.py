@@ -309,6 +309,7 @@ def rounds(
     batch = args.batch if mode == "batch" else 1
     for number in range(1, args.rounds + 1):
         runs["alone"].append(len(BOEFJES) * reference(mode, count, batch, services, directory))
+        print(f"  round {number} {mode:<7} the planner alone {runs['alone'][-1]:>7,.0f} tasks/s", flush=True)
         for kind in ("backlog", "stream"):
             rate, line = measure(mode, kind, count, services, args, directory)
             runs[kind].append(rate)

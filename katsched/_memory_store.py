@@ -28,7 +28,7 @@ from katsched.core.ports import (
     TaskDraft,
     render_task,
 )
-from katsched.core.push import prepare_draft, scheduler_kind
+from katsched.core.push import prepare_draft, scheduler_kind, with_schedule_decided
 from katsched.core.transitions import check_transition
 from katsched.errors import NotFound
 
@@ -71,6 +71,9 @@ class MemoryTaskStore:
             return []
         prepared = [prepare_draft(draft) for draft in drafts]
         with self.tables.write() as contents:
+            if any(item.draft.schedule_rule is not None for item in prepared):
+                by_hash = {schedule.hash: schedule for schedule in contents.schedules.values()}
+                prepared = [with_schedule_decided(item, by_hash.get(item.hash)) for item in prepared]
             batch = Batch(contents, self.clock.now(), self.policy)
             return [batch.push(item) for item in prepared]
 

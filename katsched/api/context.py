@@ -11,12 +11,12 @@ from fastapi import Response
 from pydantic import BaseModel, TypeAdapter
 
 from katsched.api.metrics import ApiMetrics
-from katsched.api.turns import TurnLock
 from katsched.clock import Clock
 from katsched.core.ports import ScheduleRegistry, TaskQueue
 from katsched.errors import WouldWait
 from katsched.schedulers.explain import Explainer
 from katsched.schedulers.manual import ManualPushes
+from katsched.store.turns import TurnLock
 
 T = TypeVar("T")
 

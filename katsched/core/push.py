@@ -1,14 +1,14 @@
 """The push decision of SPEC §2: validate a task for its scheduler, then insert, update or refuse."""
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
 from pydantic import ValidationError
 
 from katsched.core.hashing import task_hash
-from katsched.core.models import PAYLOAD_TYPES, PushPolicy, SchedulerKind, Task, TaskPayload
+from katsched.core.models import PAYLOAD_TYPES, PushPolicy, Schedule, SchedulerKind, Task, TaskPayload
 from katsched.core.ports import PushOutcome, PushResult, TaskDraft
 from katsched.errors import InvalidItem, NotAllowed, NotFound, QueueFull
 
@@ -129,6 +129,15 @@ def prepare_draft(draft: TaskDraft) -> PreparedDraft:
     identity = validated_hash(kind, data, draft.priority)
     assert draft.priority is not None  # validated_hash refuses a missing priority
     return PreparedDraft(draft, kind, task_id, data, identity, draft.priority)
+
+
+def with_schedule_decided(item: PreparedDraft, found: Schedule | None) -> PreparedDraft:
+    """The draft with its `schedule` decided by its `schedule_rule` from `found`, the schedule of its
+    identity as the push's transaction finds it; a draft without a rule as it is."""
+    rule = item.draft.schedule_rule
+    if rule is None:
+        return item
+    return replace(item, draft=replace(item.draft, schedule=rule(found), schedule_rule=None))
 
 
 def decide_draft(

@@ -12,6 +12,7 @@ A disabled schedule is left alone and the task stays without one, as in the orig
 
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,9 +21,8 @@ from pydantic import ValidationError
 
 from katsched.clock import Clock
 from katsched.core.deadlines import Uniform, next_cron_fire, next_deadline
-from katsched.core.hashing import task_hash
 from katsched.core.models import PAYLOAD_TYPES, BoefjeTask, Plugin, Schedule, SchedulerKind
-from katsched.core.ports import PluginCatalog, ScheduleLink, ScheduleStore
+from katsched.core.ports import PluginCatalog, ScheduleLink, ScheduleRule
 from katsched.errors import ServiceError
 from katsched.schedulers.boefje_plan import BoefjePlannerSettings, deadline
 
@@ -31,37 +31,31 @@ logger = logging.getLogger("katsched.schedulers")
 
 @dataclass
 class ManualPushes:
-    schedules: ScheduleStore
     catalog: PluginCatalog
     clock: Clock
     settings: BoefjePlannerSettings = field(default_factory=BoefjePlannerSettings)
     uniform: Uniform = random.uniform
 
-    def schedule_link(
+    def schedule_rule(
         self, kind: SchedulerKind, organisation: str, data: dict[str, Any]
-    ) -> ScheduleLink | None:
-        """The schedule a pushed task joins and its next deadline; None: no schedule (invalid data is left to
-        the push, which refuses it)."""
+    ) -> ScheduleRule | None:
+        """How a pushed task joins the schedule of its identity, decided from that schedule as the push's
+        transaction finds it; None: no schedule (invalid data is left to the push, which refuses it). The
+        Katalogus is asked here, before the push's transaction, never inside it."""
         if kind is SchedulerKind.NORMALIZER:
             return None
         try:
             payload = PAYLOAD_TYPES[kind].model_validate(data)
         except ValidationError:
             return None
-        identity = task_hash(payload)
-        found = self.schedules.by_hashes([identity]).get(identity)
-        if found is not None and not found.enabled:
-            return None
         now = self.clock.now()
         if isinstance(payload, BoefjeTask):
-            return self._boefje_link(payload, organisation, found, now)
-        return _report_link(found, now)
+            plugin = self._plugin(organisation, payload.boefje.id)
+            return _enabled_only(lambda found: self._boefje_link(plugin, found, now))
+        return _enabled_only(lambda found: _report_link(found, now))
 
-    def _boefje_link(
-        self, task: BoefjeTask, organisation: str, found: Schedule | None, now: datetime
-    ) -> ScheduleLink:
+    def _boefje_link(self, plugin: Plugin | None, found: Schedule | None, now: datetime) -> ScheduleLink:
         schedule_id = found.id if found is not None else None
-        plugin = self._plugin(organisation, task.boefje.id)
         if plugin is not None:
             return ScheduleLink(
                 schedule_id, deadline(plugin, found, now, self.settings, self.uniform), plugin.cron
@@ -86,6 +80,11 @@ class ManualPushes:
                 "manual_push_plugin_unknown org=%s plugin=%s error=%r", organisation, plugin_id, str(exc)
             )
             return None
+
+
+def _enabled_only(rule: Callable[[Schedule | None], ScheduleLink]) -> ScheduleRule:
+    """A disabled schedule is left alone, and the task stays without one (as in the original)."""
+    return lambda found: None if found is not None and not found.enabled else rule(found)
 
 
 def _report_link(found: Schedule | None, now: datetime) -> ScheduleLink:

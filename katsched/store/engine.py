@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -32,6 +33,14 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from sqlalchemy.pool import QueuePool
 
 from katsched.errors import InvalidValue, StorageError, StorageUnavailable, WouldWait
+from katsched.store.turns import TurnLock
+
+# The writers of one process take turns at a SQLite file here, first come first served, before BEGIN
+# IMMEDIATE. Not for correctness (the write lock is SQLite's, across processes too), but a thread that finds
+# the write lock taken waits in SQLite's busy handler, which sleeps in steps of up to 100 ms however soon the
+# lock is free. Two threads pushing batches of 150: the slowest push 96-130 ms with turns, 158-556 without (the
+# same throughput); and an API pop no longer sleeps behind an intake batch.
+_write_turns: "WeakKeyDictionary[Engine, TurnLock]" = WeakKeyDictionary()
 
 READ_ONLY = "katsched_read_only"
 NO_WAIT = "katsched_no_wait"
@@ -40,8 +49,12 @@ SQLITE_BUSY = 5
 DATABASE_ERRORS = (SQLAlchemyError, sqlite3.Error)
 
 
+# One encoder for every JSON column: `json.dumps` with options builds a new encoder per call (a third of it).
+_JSON = json.JSONEncoder(default=str, separators=(",", ":"))
+
+
 def _json_dumps(value: Any) -> str:
-    return json.dumps(value, default=str, separators=(",", ":"))
+    return _JSON.encode(value)
 
 
 def build_engine(
@@ -120,6 +133,9 @@ def _sqlite_engine(
         **pool,
     )
 
+    if not read_only:
+        _write_turns[engine] = TurnLock()
+
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
@@ -169,6 +185,25 @@ def _begin_at_once(driver: sqlite3.Connection, busy_timeout_ms: int) -> None:
 def write(engine: Engine, *, wait: bool = True) -> Iterator[Connection]:
     """A write transaction; database errors are translated by `translated`. `wait=False`: WouldWait at once
     rather than waiting for a connection or another writer's lock (see the module's docstring)."""
+    turn = _write_turns.get(engine)
+    if turn is None:
+        with _transaction(engine, wait) as connection:
+            yield connection
+    elif wait:
+        with turn, _transaction(engine, wait) as connection:
+            yield connection
+    elif turn.acquire_now():
+        try:
+            with _transaction(engine, wait) as connection:
+                yield connection
+        finally:
+            turn.release()
+    else:
+        raise WouldWait("database error: another thread of this process is writing")
+
+
+@contextmanager
+def _transaction(engine: Engine, wait: bool) -> Iterator[Connection]:
     if not wait and not _connection_free(engine):
         raise WouldWait("database error: every pooled connection is in use")
     try:

@@ -24,10 +24,24 @@ from sqlalchemy.exc import IntegrityError
 
 from katsched.core.models import PushPolicy, Task, TaskStatus
 from katsched.core.ports import PushOutcome, PushResult, TaskDraft
-from katsched.core.push import PreparedDraft, PushAction, Refusal, already_queued, decide_draft, prepare_draft
+from katsched.core.push import (
+    PreparedDraft,
+    PushAction,
+    Refusal,
+    already_queued,
+    decide_draft,
+    prepare_draft,
+    with_schedule_decided,
+)
 from katsched.errors import NotAllowed
 from katsched.store import counts
-from katsched.store.schedule_links import LINK_SCHEDULE, linked_schedule, new_schedule, schedule_upsert
+from katsched.store.schedule_links import (
+    LINK_SCHEDULE,
+    linked_schedule,
+    new_schedule,
+    schedule_upsert,
+    schedules_by_hashes,
+)
 from katsched.store.tables import tasks
 from katsched.store.task_upsert import IS_QUEUED, task_upsert
 
@@ -75,6 +89,10 @@ def push_drafts(
 ) -> list[PushOutcome]:
     """Push `drafts` in the open write transaction `connection`; one outcome each, in order."""
     prepared = [prepare_draft(draft) for draft in drafts]
+    ruled = {item.hash for item in prepared if item.draft.schedule_rule is not None}
+    if ruled:
+        found = schedules_by_hashes(connection, ruled)
+        prepared = [with_schedule_decided(item, found.get(item.hash)) for item in prepared]
     return _PushBatch(connection, now, policy_for).run(prepared)
 
 

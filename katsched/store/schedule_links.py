@@ -1,22 +1,44 @@
 """How a pushed task joins the schedule of its identity (the original's post_push, reference §4.4): the rows
 and the statements, shared by the single push of the API and the batched push of the planners.
 
-A planner or the API looks the schedule up before the push, outside its transaction, so another daemon can
-create the schedule of the same identity in between: the INSERT of a new schedule then joins the one it meets
-on the unique hash (`ON CONFLICT (hash) DO UPDATE`, as LINK_SCHEDULE would move it on) and returns its id.
+A planner looks the schedule up before the push, outside its transaction, so another daemon can create the
+schedule of the same identity in between: the INSERT of a new schedule then joins the one it meets on the
+unique hash (`ON CONFLICT (hash) DO UPDATE`, as LINK_SCHEDULE would move it on) and returns its id. The API's
+push looks it up inside its transaction (`schedules_by_hashes`, for a draft's `schedule_rule`): one
+transaction per push instead of two (the read was a sixth of a push's CPU).
 """
 
 import uuid
+from collections.abc import Collection
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import String, bindparam, func, update
+from sqlalchemy import Connection, String, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import Insert
 
+from katsched.core.models import Schedule
 from katsched.core.ports import ScheduleLink
 from katsched.store.tables import schedules
+
+# One hash by equality: an expanding IN renders its SQL anew at every execution.
+_BY_HASH = select(schedules).where(schedules.c.hash == bindparam("hash"))
+_BY_HASHES = select(schedules).where(schedules.c.hash.in_(bindparam("hashes", expanding=True)))
+CHUNK = 1000  # hashes per IN: below every database's limit of bound parameters
+
+
+def schedules_by_hashes(connection: Connection, hashes: Collection[str]) -> dict[str, Schedule]:
+    """The schedules of these identities, by hash, in the open transaction `connection`."""
+    if len(hashes) == 1:
+        (one,) = hashes
+        rows = connection.execute(_BY_HASH, {"hash": one}).all()
+    else:
+        ordered = list(hashes)
+        parts = (ordered[start : start + CHUNK] for start in range(0, len(ordered), CHUNK))
+        rows = [row for part in parts for row in connection.execute(_BY_HASHES, {"hashes": part})]
+    return {str(row.hash): Schedule.model_validate(row._mapping) for row in rows}
+
 
 LINK_SCHEDULE = (
     update(schedules)

@@ -33,10 +33,10 @@ from katsched.errors import NotAllowed, NotFound
 from katsched.store.engine import read, write
 from katsched.store.filters import compile_filter
 from katsched.store.lookups import chunks
+from katsched.store.schedule_links import schedules_by_hashes
 from katsched.store.tables import schedules, tasks
 
 EDITABLE = frozenset({"hash", "data", "enabled", "schedule", "deadline_at", "organisation"})
-_BY_HASHES = select(schedules).where(schedules.c.hash.in_(bindparam("hashes", expanding=True)))
 _SET_DEADLINE = (
     update(schedules)
     .where(schedules.c.id == bindparam("_id"))
@@ -249,12 +249,10 @@ class SqlScheduleStore:
                 connection.execute(_RELEASE, {"ids": chunk, "token": claim.token})
 
     def by_hashes(self, hashes: Collection[str]) -> dict[str, Schedule]:
-        found: dict[str, Schedule] = {}
+        if not hashes:
+            return {}
         with read(self.engine) as connection:
-            for chunk in chunks(set(hashes)):
-                rows = connection.execute(_BY_HASHES, {"hashes": chunk})
-                found.update((str(row.hash), to_schedule(row)) for row in rows)
-        return found
+            return schedules_by_hashes(connection, set(hashes))
 
     def set_deadlines(self, deadlines: Mapping[uuid.UUID, datetime | None]) -> None:
         if not deadlines:

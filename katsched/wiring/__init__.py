@@ -382,7 +382,6 @@ def build_app(
         peers=Peers(core.daemon_states.live, stale_after(settings.recurring.metrics_interval), instance),
         explainer=core.planners.explainer,
         manual_pushes=ManualPushes(
-            core.schedules,
             core.services.catalog,
             clock,
             boefje_planner_settings(settings),

@@ -48,9 +48,7 @@ def make_api(engine: Engine, clock: FakeClock) -> Iterator[MakeApi]:
     ) -> Api:
         queue = SqlTaskQueue(engine, clock, policies)
         schedules = SqlScheduleStore(engine, clock)
-        manual = (
-            ManualPushes(SqlScheduleStore(engine, clock), catalog, clock) if catalog is not None else None
-        )
+        manual = ManualPushes(catalog, clock) if catalog is not None else None
         app = create_app(
             queue,
             schedules,

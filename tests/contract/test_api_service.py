@@ -12,10 +12,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 
 from katsched.api import create_app
-from katsched.api.turns import TurnLock
 from katsched.store.engine import build_engine
 from katsched.store.queue import SqlTaskQueue
 from katsched.store.schedules import SqlScheduleStore
+from katsched.store.turns import TurnLock
 from katsched.testing import FakeClock
 from tests.contract import api_support
 from tests.contract.api_support import (

@@ -8,7 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from katsched.core.models import PushPolicy
+from katsched.core.hashing import task_hash
+from katsched.core.models import BoefjeTask, PushPolicy, Schedule
 from katsched.core.ports import (
     DecisionRecord,
     DecisionsOf,
@@ -105,3 +106,44 @@ def test_a_log_elsewhere_gets_the_decisions_after_the_push(stores: Stores, clock
     (outcome,) = stores.tasks.push_with_decisions([draft("a")], decided(clock), elsewhere)
     assert outcome.task is not None and elsewhere.last(ORG, "a")["dns-records"].task_id == outcome.task.id
     assert stores.decisions.last(ORG, "a") == {}
+
+
+def test_a_schedule_rule_decides_from_the_schedule_as_the_push_finds_it(
+    stores: Stores, clock: FakeClock
+) -> None:
+    """The API's push: a schedule disabled after the request decided how to join it, but before the push's
+    transaction, is left alone (the rule sees it disabled), in both stores."""
+    data = boefje_data("dns-records", "a")
+    identity = task_hash(BoefjeTask.model_validate(data))
+    schedule = stores.registry.create("boefje", ORG, data, identity, deadline_at=clock.now() + GRACE)
+    seen: list[Schedule | None] = []
+
+    def rule(found: Schedule | None) -> ScheduleLink | None:
+        seen.append(found)
+        return None if found is None or not found.enabled else ScheduleLink(found.id, clock.now())
+
+    ruled = TaskDraft("boefje", ORG, 5, data, schedule_rule=rule)
+    stores.schedules.disable([schedule.id])
+    (task,) = pushed(stores, ruled)
+    assert [found.id if found else None for found in seen] == [schedule.id]
+    assert seen[0] is not None and seen[0].enabled is False
+    assert task.schedule_id is None
+    assert stores.registry.get(schedule.id).deadline_at == schedule.deadline_at  # not moved
+
+
+def test_a_schedule_rule_that_finds_no_schedule_creates_one(stores: Stores, clock: FakeClock) -> None:
+    seen: list[Schedule | None] = []
+
+    def rule(found: Schedule | None) -> ScheduleLink | None:
+        seen.append(found)
+        return ScheduleLink(None, clock.now() + GRACE, cron="0 * * * *")
+
+    (task,) = pushed(stores, TaskDraft("boefje", ORG, 5, boefje_data("dns-records", "b"), schedule_rule=rule))
+    assert seen == [None]
+    assert task.schedule_id is not None
+    created = stores.registry.get(task.schedule_id)
+    assert (created.hash, created.schedule, created.deadline_at) == (
+        task.hash,
+        "0 * * * *",
+        clock.now() + GRACE,
+    )

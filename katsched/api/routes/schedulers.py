@@ -105,8 +105,10 @@ class SchedulerRoutes:
         if item.scheduler_id is not None and item.scheduler_id != scheduler_id:
             raise BadRequest("scheduler_id in item does not match the scheduler_id in the path")
         manual = self.ctx.manual_pushes
-        link = manual.schedule_link(kind, item.organisation, item.data) if manual is not None else None
-        new = TaskDraft(scheduler_id, item.organisation, item.priority, item.data, id=item.id, schedule=link)
+        rule = manual.schedule_rule(kind, item.organisation, item.data) if manual is not None else None
+        new = TaskDraft(
+            scheduler_id, item.organisation, item.priority, item.data, id=item.id, schedule_rule=rule
+        )
         try:
             with self.ctx.writing():
                 task = self._requeue_dispatched(scheduler_id, item.id) or self.ctx.queue.push(new)

@@ -16,10 +16,15 @@ from typing import Any, Protocol
 from katsched.core.filters import FilterExpr
 from katsched.core.models import (
     PushPolicy,
+    Schedule,
     Task,
     TaskStatus,
 )
 from katsched.core.ports.schedules import ScheduleLink
+
+# Decides a draft's `schedule` from the schedule of its identity as the push's own transaction finds it
+# (None: there is none).
+ScheduleRule = Callable[[Schedule | None], ScheduleLink | None]
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,9 @@ class TaskDraft:
     last_run_at: datetime | None = None  # the fact an automatic priority was ranked from
     rerank_at: datetime | None = None  # when that priority changes next; None: never re-ranked
     schedule_id: uuid.UUID | None = None  # an existing schedule joined as is (its deadline is not moved)
+    # Instead of `schedule`, for a push that cannot know the schedule before its transaction (the API's):
+    # looked up and decided inside it, so that no other writer changes the schedule in between.
+    schedule_rule: ScheduleRule | None = None
 
 
 class PushResult(StrEnum):
