@@ -38,8 +38,8 @@ from katsched.store.turns import TurnLock
 # The writers of one process take turns at a SQLite file here, first come first served, before BEGIN
 # IMMEDIATE. Not for correctness (the write lock is SQLite's, across processes too), but a thread that finds
 # the write lock taken waits in SQLite's busy handler, which sleeps in steps of up to 100 ms however soon the
-# lock is free. Two threads pushing batches of 150: the slowest push 96-130 ms with turns, 158-556 without (the
-# same throughput); and an API pop no longer sleeps behind an intake batch.
+# lock is free. Two threads pushing batches of 150: the slowest push 96-130 ms with turns, 158-556 without
+# (the same throughput); and an API pop no longer sleeps behind an intake batch.
 _write_turns: "WeakKeyDictionary[Engine, TurnLock]" = WeakKeyDictionary()
 
 READ_ONLY = "katsched_read_only"
