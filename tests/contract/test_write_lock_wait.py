@@ -159,3 +159,40 @@ def test_only_a_pop_of_a_few_tasks_is_tried_on_the_event_loop(
         answer = client.post(f"/schedulers/boefje/pop?limit={limit}")
     assert [result["id"] for result in answer.json()["results"]] == [str(task.id)]
     assert asked == [not tried_inline]  # tried on the loop: asked not to wait (and it did not have to)
+
+
+def test_the_writers_of_a_process_take_turns_at_a_sqlite_file(sqlite_file: Path) -> None:
+    """A second writer of the process waits for the turn (not in SQLite's busy handler); one that may not
+    wait is refused while another thread writes, and goes ahead once it is done."""
+    engine = build_engine(f"sqlite:///{sqlite_file}", busy_timeout_ms=BUSY_TIMEOUT_MS)
+    inside, leave = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def first() -> None:
+        with write(engine) as connection:
+            connection.execute(text("DELETE FROM tasks"))
+            inside.set()
+            leave.wait(10)
+            order.append("first")
+
+    def second() -> None:
+        with write(engine):
+            order.append("second")
+
+    holder = threading.Thread(target=first)
+    holder.start()
+    assert inside.wait(10)
+    with (
+        pytest.raises(WouldWait, match="another thread of this process is writing"),
+        write(engine, wait=False),
+    ):
+        pass
+    waiter = threading.Thread(target=second)
+    waiter.start()
+    leave.set()
+    holder.join(10)
+    waiter.join(10)
+    assert order == ["first", "second"]
+    with write(engine, wait=False) as connection:  # the turn is free again
+        connection.execute(text("DELETE FROM tasks"))
+    engine.dispose()
