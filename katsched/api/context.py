@@ -1,8 +1,7 @@
 """What every route needs, built once by `create_app` from its arguments: no globals, no settings."""
 
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, TypeVar
@@ -13,10 +12,8 @@ from pydantic import BaseModel, TypeAdapter
 from katsched.api.metrics import ApiMetrics
 from katsched.clock import Clock
 from katsched.core.ports import ScheduleRegistry, TaskQueue
-from katsched.errors import WouldWait
 from katsched.schedulers.explain import Explainer
 from katsched.schedulers.manual import ManualPushes
-from katsched.store.turns import TurnLock
 
 T = TypeVar("T")
 
@@ -70,32 +67,6 @@ class ApiContext:
     peers: Peers | None = None  # None: /health lists no daemons
     _activity: dict[str, datetime] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _write_turn: TurnLock = field(default_factory=TurnLock)
-
-    @contextmanager
-    def writing(self, *, wait: bool = True) -> Iterator[None]:
-        """Take turns, within this process, to write to SQLite. `wait=False`: WouldWait at once when
-        another request has the turn.
-
-        Not for correctness: BEGIN IMMEDIATE already makes every write exclusive, across processes too. But a
-        thread that finds the write lock taken waits in SQLite's busy handler, which sleeps in steps of up to
-        100 ms however soon the lock is free; with a dozen concurrent requests that made tails of hundreds of
-        milliseconds. Waiting here instead hands the lock over at once. PostgreSQL locks rows, so writers
-        there go in parallel.
-        """
-        if not self.queue.single_writer:
-            yield
-            return
-        if wait:
-            with self._write_turn:
-                yield
-            return
-        if not self._write_turn.acquire_now():
-            raise WouldWait("another request of this process is writing")
-        try:
-            yield
-        finally:
-            self._write_turn.release()
 
     def touch(self, scheduler_id: str) -> None:
         """Record a push or pop: the scheduler's `last_activity` (kept in memory, as the original did)."""

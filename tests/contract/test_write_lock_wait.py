@@ -16,7 +16,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from katsched.api import create_app
-from katsched.api.context import ApiContext
 from katsched.core.ports import TaskDraft
 from katsched.errors import WouldWait
 from katsched.store.engine import build_engine, write
@@ -105,18 +104,6 @@ def test_a_write_that_may_not_wait_goes_ahead_on_either_database(engine: Engine)
     task = queue.push(_draft())
     ((popped, rendered),) = queue.pop_rendered("boefje", wait=False)
     assert popped.id == task.id and str(task.id).encode() in rendered
-
-
-@pytest.mark.parametrize("engine", ["sqlite"], indirect=True)  # PostgreSQL writers take no turns
-def test_a_request_is_refused_the_turn_without_waiting_while_another_has_it(
-    make_api: api_support.MakeApi,
-) -> None:
-    api = make_api()
-    context: ApiContext = api.client.app.front.app.schedulers.ctx  # type: ignore[attr-defined]
-    with context.writing(), pytest.raises(WouldWait), context.writing(wait=False):
-        pass
-    with context.writing(wait=False):  # free again
-        pass
 
 
 def test_a_pop_waits_for_the_lock_on_a_thread_while_the_api_goes_on_answering(

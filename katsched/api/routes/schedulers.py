@@ -110,8 +110,7 @@ class SchedulerRoutes:
             scheduler_id, item.organisation, item.priority, item.data, id=item.id, schedule_rule=rule
         )
         try:
-            with self.ctx.writing():
-                task = self._requeue_dispatched(scheduler_id, item.id) or self.ctx.queue.push(new)
+            task = self._requeue_dispatched(scheduler_id, item.id) or self.ctx.queue.push(new)
         except QueueError as exc:
             reason = REFUSALS.get(type(exc))
             if reason:
@@ -155,12 +154,11 @@ class SchedulerRoutes:
         wait: bool = True,
     ) -> Response:
         """The pop route once its parameters are read (the fast path of `katsched.api.hot` calls it too).
-        `wait=False`: WouldWait at once when another writer has the store (see `ApiContext.writing`)."""
+        `wait=False`: WouldWait at once when another writer has the store (see `katsched.store.engine`)."""
         scheduler_kind(scheduler_id)
         expression = parse_body(filters, "task")
         size = DEFAULT_POP_LIMIT if limit is None else limit
-        with self.ctx.writing(wait=wait):
-            popped = self.ctx.queue.pop_rendered(scheduler_id, size, expression, popped_by=runner, wait=wait)
+        popped = self.ctx.queue.pop_rendered(scheduler_id, size, expression, popped_by=runner, wait=wait)
         self.ctx.metrics.pops.labels(scheduler_id).inc()
         if popped:
             self.ctx.metrics.popped.labels(scheduler_id).inc(len(popped))

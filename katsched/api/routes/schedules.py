@@ -119,15 +119,14 @@ class ScheduleRoutes:
         deadline_at = body.deadline_at
         if deadline_at is None and body.schedule is not None:
             deadline_at = next_cron_fire(body.schedule, self.ctx.clock.now())
-        with self.ctx.writing():
-            created = self.ctx.schedules.create(
-                body.scheduler_id,
-                body.organisation,
-                body.data,
-                schedule_hash,
-                schedule=body.schedule,
-                deadline_at=deadline_at,
-            )
+        created = self.ctx.schedules.create(
+            body.scheduler_id,
+            body.organisation,
+            body.data,
+            schedule_hash,
+            schedule=body.schedule,
+            deadline_at=deadline_at,
+        )
         return model_response(created, 201)
 
     def get_schedule(self, schedule_id: ScheduleId) -> Response:
@@ -140,8 +139,7 @@ class ScheduleRoutes:
             raise BadRequest("no data to patch")
         current = self.ctx.schedules.get(schedule_id)
         changes = self._changes(current, patch, given)
-        with self.ctx.writing():
-            return model_response(self.ctx.schedules.update(schedule_id, changes))
+        return model_response(self.ctx.schedules.update(schedule_id, changes))
 
     def _changes(self, current: Schedule, patch: SchedulePatch, given: set[str]) -> dict[str, Any]:
         changes: dict[str, Any] = {name: getattr(patch, name) for name in given & {"enabled", "deadline_at"}}
@@ -160,6 +158,5 @@ class ScheduleRoutes:
 
     def delete_schedule(self, schedule_id: ScheduleId) -> Response:
         """204 whether or not the schedule existed, as in the original; its tasks are kept without one."""
-        with self.ctx.writing():
-            self.ctx.schedules.delete(schedule_id)
+        self.ctx.schedules.delete(schedule_id)
         return Response(status_code=204)

@@ -107,8 +107,7 @@ class TaskRoutes:
         changes = self._changes(task_id, patch)
         if not changes:
             raise BadRequest("no data to patch")
-        with self.ctx.writing():
-            return model_response(self.ctx.queue.update(task_id, changes))
+        return model_response(self.ctx.queue.update(task_id, changes))
 
     def _changes(self, task_id: uuid.UUID, patch: TaskPatch) -> dict[str, Any]:
         """The writable fields the patch sets; `null` leaves a field unchanged (but unlinks a schedule)."""
