@@ -10,7 +10,7 @@ from typing import Any
 from katsched._memory_tables import Contents, TaskRow, copy_task
 from katsched.core.models import PushPolicy, Schedule, Task, TaskStatus
 from katsched.core.ports import PushOutcome, PushResult, ScheduleLink
-from katsched.core.push import PreparedDraft, PushAction, Refusal, decide_draft
+from katsched.core.push import PreparedDraft, PushAction, Refusal, decide_draft, queued_task
 from katsched.errors import InvalidValue, NotAllowed
 
 PolicyFor = Callable[[str], PushPolicy]
@@ -83,19 +83,7 @@ class Batch:
     def _insert(self, item: PreparedDraft, schedule_id: uuid.UUID | None) -> Task:
         if item.task_id in self._contents.tasks:
             raise NotAllowed(f"a task with id {item.task_id} already exists")
-        task = Task(
-            id=item.task_id,
-            scheduler_id=item.draft.scheduler_id,
-            schedule_id=schedule_id,
-            organisation=item.draft.organisation,
-            priority=item.priority,
-            status=TaskStatus.QUEUED,
-            type=item.kind.value,
-            hash=item.hash,
-            data=item.data,
-            created_at=self._now,
-            modified_at=self._now,
-        )
+        task = queued_task(item, schedule_id, self._now)
         self._contents.tasks[task.id] = TaskRow(task, item.draft.last_run_at, item.draft.rerank_at)
         self._contents.history[task.id] = [(TaskStatus.QUEUED, self._now, None)]
         return task

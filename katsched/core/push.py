@@ -2,13 +2,22 @@
 
 import uuid
 from dataclasses import dataclass, replace
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from pydantic import ValidationError
 
 from katsched.core.hashing import task_hash
-from katsched.core.models import PAYLOAD_TYPES, PushPolicy, Schedule, SchedulerKind, Task, TaskPayload
+from katsched.core.models import (
+    PAYLOAD_TYPES,
+    PushPolicy,
+    Schedule,
+    SchedulerKind,
+    Task,
+    TaskPayload,
+    TaskStatus,
+)
 from katsched.core.ports import PushOutcome, PushResult, TaskDraft
 from katsched.errors import InvalidItem, NotAllowed, NotFound, QueueFull
 
@@ -129,6 +138,24 @@ def prepare_draft(draft: TaskDraft) -> PreparedDraft:
     identity = validated_hash(kind, data, draft.priority)
     assert draft.priority is not None  # validated_hash refuses a missing priority
     return PreparedDraft(draft, kind, task_id, data, identity, draft.priority)
+
+
+def queued_task(item: PreparedDraft, schedule_id: uuid.UUID | None, now: datetime) -> Task:
+    """The task a prepared draft becomes when it is inserted. Built from its values, which are typed already:
+    validating them again cost ~5% of the intake's CPU."""
+    return Task.model_construct(
+        id=item.task_id,
+        scheduler_id=item.draft.scheduler_id,
+        schedule_id=schedule_id,
+        organisation=item.draft.organisation,
+        priority=item.priority,
+        status=TaskStatus.QUEUED,
+        type=item.kind.value,
+        hash=item.hash,
+        data=dict(item.data),
+        created_at=now,
+        modified_at=now,
+    )
 
 
 def with_schedule_decided(item: PreparedDraft, found: Schedule | None) -> PreparedDraft:
