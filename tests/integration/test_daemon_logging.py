@@ -87,6 +87,6 @@ def test_the_daemon_logs_json_when_asked(tmp_path: Path) -> None:
         daemon.kill()
     events = [json.loads(line) for line in daemon.log().splitlines()]
     ready = next(event for event in events if event.get("event") == "daemon_ready")
-    assert ready["components"] == "api,recurring"
+    assert ready["components"] == "api,recurring,wal-checkpoint"
     assert {"daemon_stopping", "daemon_stopped"} <= {event.get("event") for event in events}
     assert "do-not-log-me" not in daemon.log()
