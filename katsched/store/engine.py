@@ -19,6 +19,7 @@ and its directory not writable for us), PostgreSQL sessions are `default_transac
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,6 +42,7 @@ from katsched.store.turns import TurnLock
 # lock is free. Two threads pushing batches of 150: the slowest push 96-130 ms with turns, 158-556 without
 # (the same throughput); and an API pop no longer sleeps behind an intake batch.
 _write_turns: "WeakKeyDictionary[Engine, TurnLock]" = WeakKeyDictionary()
+_turns_held = threading.local()  # `engines`: those whose turn this thread holds
 
 READ_ONLY = "katsched_read_only"
 NO_WAIT = "katsched_no_wait"
@@ -189,17 +191,21 @@ def write(engine: Engine, *, wait: bool = True) -> Iterator[Connection]:
     if turn is None:
         with _transaction(engine, wait) as connection:
             yield connection
-    elif wait:
-        with turn, _transaction(engine, wait) as connection:
-            yield connection
-    elif turn.acquire_now():
-        try:
-            with _transaction(engine, wait) as connection:
-                yield connection
-        finally:
-            turn.release()
-    else:
+        return
+    if engine in _turns_held.__dict__.setdefault("engines", set()):
+        # It would wait for its own turn for ever (without turns: for the busy timeout, then fail).
+        raise RuntimeError("a write transaction was opened inside another one of the same thread")
+    if wait:
+        turn.acquire()
+    elif not turn.acquire_now():
         raise WouldWait("database error: another thread of this process is writing")
+    _turns_held.engines.add(engine)
+    try:
+        with _transaction(engine, wait) as connection:
+            yield connection
+    finally:
+        _turns_held.engines.discard(engine)
+        turn.release()
 
 
 @contextmanager

@@ -15,6 +15,10 @@ class TurnLock:
         self._waiting: deque[threading.Lock] = deque()
 
     def __enter__(self) -> None:
+        self.acquire()
+
+    def acquire(self) -> None:
+        """Take the lock, waiting for the waiters before us."""
         with self._guard:
             if not self._held:
                 self._held = True

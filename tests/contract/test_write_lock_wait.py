@@ -183,3 +183,13 @@ def test_the_writers_of_a_process_take_turns_at_a_sqlite_file(sqlite_file: Path)
     with write(engine, wait=False) as connection:  # the turn is free again
         connection.execute(text("DELETE FROM tasks"))
     engine.dispose()
+
+
+def test_a_write_inside_a_write_of_the_same_thread_fails_at_once(sqlite_file: Path) -> None:
+    engine = build_engine(f"sqlite:///{sqlite_file}", busy_timeout_ms=BUSY_TIMEOUT_MS)
+    nested = pytest.raises(RuntimeError, match="inside another one of the same thread")
+    with write(engine), nested, write(engine):
+        pass
+    with write(engine) as connection:  # the turn was given back
+        connection.execute(text("DELETE FROM tasks"))
+    engine.dispose()
