@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urlencode
+from urllib.request import getproxies_environment
 
 import httpx
 from pydantic import TypeAdapter, ValidationError
@@ -47,8 +48,10 @@ def build_client(
 ) -> httpx.Client:
     """The one way to make a client for a KAT service: pooled keep-alive connections, a timeout for every
     phase of a request, and our user agent. `transport` is the seam for tests (`httpx.MockTransport`); by
-    default an `http://` service gets `PlainHttpTransport`, an `https://` one httpx's own."""
-    if transport is None and httpx.URL(base_url).scheme == "http":
+    default an `http://` service gets `PlainHttpTransport`, an `https://` one httpx's own, and so does any
+    service when the environment names a proxy for plain HTTP (httpx routes through proxies from the
+    environment only with its own transport)."""
+    if transport is None and httpx.URL(base_url).scheme == "http" and not _proxy_configured():
         transport = PlainHttpTransport(max_connections)
     return httpx.Client(
         base_url=base_url,
@@ -57,6 +60,11 @@ def build_client(
         limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         transport=transport,
     )
+
+
+def _proxy_configured() -> bool:
+    proxies = getproxies_environment()  # HTTP_PROXY, ALL_PROXY, either case, as httpx reads them
+    return bool(proxies.get("http") or proxies.get("all"))
 
 
 HTTP_BACKOFF = Backoff(initial=0.5, maximum=10.0, jitter=0.0)

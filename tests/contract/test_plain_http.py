@@ -99,10 +99,25 @@ def answer_ok(connection: socket.socket, _number: int) -> bool:
     return True
 
 
-def test_an_http_service_gets_the_plain_transport_and_an_https_one_httpx_own() -> None:
+def test_an_http_service_gets_the_plain_transport_and_an_https_one_httpx_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
     plain, tls = build_client("http://bytes:8002", timeout=1), build_client("https://bytes:8002", timeout=1)
     assert isinstance(plain._transport, PlainHttpTransport)
     assert not isinstance(tls._transport, PlainHttpTransport)
+
+
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy", "ALL_PROXY"])
+def test_a_proxy_in_the_environment_keeps_httpx_transport_which_routes_through_it(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    monkeypatch.setenv(variable, "http://proxy.internal:3128")
+    client = build_client("http://bytes.internal:8002", timeout=1)
+    routed = client._transport_for_url(httpx.URL("http://bytes.internal:8002/bytes/boefje_meta"))
+    assert not isinstance(routed, PlainHttpTransport)
+    assert isinstance(routed, httpx.HTTPTransport) and routed is not client._transport  # the proxy's
 
 
 def test_requests_share_one_kept_alive_connection(serve: Callable[[Script], ScriptedServer]) -> None:
