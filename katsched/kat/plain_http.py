@@ -1,12 +1,13 @@
 """HTTP/1.1 without TLS over the standard library's `http.client`: the transport of the KAT clients for
 `http://` service URLs.
 
-httpx stays the client (URLs, query strings, auth, proxies from the environment, which httpx mounts before
-this transport is asked, timeouts, decompression, errors); this transport only moves a request's bytes over
-a pooled keep-alive connection and reads the answer. Measured on loopback against the KAT test server,
-httpx's own transport (httpcore and h11, pure Python) takes 0.33 ms of CPU per request, `http.client` (whose
-header parsing is in C) 0.14 ms; the intake asks Bytes once per new object, so that difference was a tenth
-of the intake's CPU. `https://` URLs keep httpx's transport and its TLS settings.
+httpx stays the client (URLs, query strings, auth, timeouts, decompression, errors); this transport only
+moves a request's bytes over a pooled keep-alive connection and reads the answer. httpx applies proxies from
+the environment only with its own transport, so `build_client` keeps that one when a proxy is configured;
+`https://` URLs keep it too, with its TLS settings. Measured on loopback against the KAT test server, httpx's
+own transport (httpcore and h11, pure Python) takes 0.33 ms of CPU per request, `http.client` (whose header
+parsing is in C) 0.14 ms; the intake asks Bytes once per new object, so that difference was a tenth of the
+intake's CPU.
 
 Failures are raised as the httpx exceptions httpx's transport raises for them, so the clients' retry policy
 (`katsched.kat.http`) treats both alike. An idle connection the server has closed is noticed before reuse;
@@ -57,7 +58,7 @@ class PlainHttpTransport(httpx.BaseTransport):
         retries = 1 if reused and request.method in REPEATABLE else 0
         while True:
             try:
-                response, keep = _exchange(connection, request, body, timeouts)
+                response, keep = _exchange(connection, request, body)
             except _CLOSED_BEFORE_ANSWER as error:
                 connection.close()
                 if not retries:
@@ -131,10 +132,7 @@ def _still_open(connection: http.client.HTTPConnection) -> bool:
 
 
 def _exchange(
-    connection: http.client.HTTPConnection,
-    request: httpx.Request,
-    body: bytes,
-    timeouts: dict[str, float | None],
+    connection: http.client.HTTPConnection, request: httpx.Request, body: bytes
 ) -> tuple[httpx.Response, bool]:
     """Send the request, read the whole answer: the response, and whether the connection may be reused."""
     with _raised_as(httpx.WriteTimeout, httpx.WriteError, request):

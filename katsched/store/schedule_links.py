@@ -14,7 +14,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, String, bindparam, func, select, update
+from sqlalchemy import Connection, Row, String, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import Insert
 
@@ -28,6 +28,10 @@ _BY_HASHES = select(schedules).where(schedules.c.hash.in_(bindparam("hashes", ex
 CHUNK = 1000  # hashes per IN: below every database's limit of bound parameters
 
 
+def to_schedule(row: Row[Any]) -> Schedule:
+    return Schedule.model_validate(row._mapping)
+
+
 def schedules_by_hashes(connection: Connection, hashes: Collection[str]) -> dict[str, Schedule]:
     """The schedules of these identities, by hash, in the open transaction `connection`."""
     if len(hashes) == 1:
@@ -37,7 +41,7 @@ def schedules_by_hashes(connection: Connection, hashes: Collection[str]) -> dict
         ordered = list(hashes)
         parts = (ordered[start : start + CHUNK] for start in range(0, len(ordered), CHUNK))
         rows = [row for part in parts for row in connection.execute(_BY_HASHES, {"hashes": part})]
-    return {str(row.hash): Schedule.model_validate(row._mapping) for row in rows}
+    return {str(row.hash): to_schedule(row) for row in rows}
 
 
 LINK_SCHEDULE = (

@@ -9,7 +9,6 @@ from sqlalchemy import (
     Connection,
     Engine,
     Integer,
-    Row,
     Update,
     and_,
     bindparam,
@@ -33,7 +32,7 @@ from katsched.errors import NotAllowed, NotFound
 from katsched.store.engine import read, write
 from katsched.store.filters import compile_filter
 from katsched.store.lookups import chunks
-from katsched.store.schedule_links import schedules_by_hashes
+from katsched.store.schedule_links import schedules_by_hashes, to_schedule
 from katsched.store.tables import schedules, tasks
 
 EDITABLE = frozenset({"hash", "data", "enabled", "schedule", "deadline_at", "organisation"})
@@ -59,10 +58,6 @@ _RELEASE = (
     .where(schedules.c.id.in_(_IDS), schedules.c.claimed_by == _TOKEN)
     .values(claimed_by=None, claimed_until=None)
 )
-
-
-def to_schedule(row: Row[Any]) -> Schedule:
-    return Schedule.model_validate(row._mapping)
 
 
 def _due_conditions(
