@@ -34,8 +34,8 @@ class MemoryTaskQueue(MemoryTaskStore):
     def ping(self) -> None:
         """The tables are always there to answer."""
 
-    def push(self, draft: TaskDraft) -> Task:
-        (outcome,) = self.push_many([draft])
+    def push(self, draft: TaskDraft, *, wait: bool = True) -> Task:
+        (outcome,) = self.push_many([draft])  # the tables' lock is held only briefly: `wait` changes nothing
         return pushed_task(outcome)
 
     def update(self, task_id: uuid.UUID, changes: Mapping[str, Any], reason: str | None = None) -> Task:

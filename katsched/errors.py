@@ -12,6 +12,7 @@ a dead-lettered message, an ERROR line from a recurring job). Only what is on pu
     ├── StorageError           the database cannot be used as it is (no file, schema behind, no driver)
     │   ├── StorageUnavailable   transient: cannot connect, connection lost, locked past the busy timeout
     │   └── InvalidValue         the database refuses a value (out of range, NUL, a constraint): 400
+    ├── WouldWait              asked not to wait, it would have had to (the API's event loop hands it on)
     ├── StartupError           the daemon or API cannot start (port in use, …): exit 1 before READY
     ├── ServiceError           a KAT service (Katalogus, Octopoes, Bytes) failed
     │   └── ServiceUnavailable   transient: refused, timed out, 5xx
@@ -46,9 +47,10 @@ class StorageUnavailable(StorageError):
     than the busy timeout. Retry later: requeue the message, answer 503, defer the job."""
 
 
-class WouldWait(StorageUnavailable):
-    """The write was asked not to wait, and it would have had to: for the write lock (SQLite), or for a free
-    connection to the database."""
+class WouldWait(KatschedError):
+    """An operation was asked not to wait, and it would have had to: for the write lock (SQLite), for a free
+    connection to the database, or for an answer of a KAT service. Only a caller that asked not to wait
+    sees it, and does the operation again where waiting is allowed (the API: on a thread)."""
 
 
 class InvalidValue(StorageError):

@@ -119,8 +119,8 @@ class InMemoryCatalog:
             found.append(plugin)
         return found
 
-    def plugin(self, organisation_id: str, plugin_id: str) -> Plugin | None:
-        with self._lock:
+    def plugin(self, organisation_id: str, plugin_id: str, *, wait: bool = True) -> Plugin | None:
+        with self._lock:  # nothing to ask: `wait` changes nothing
             found = self._plugins.get(organisation_id, {}).get(plugin_id)
         return None if found is None or _hidden(found) else found
 

@@ -9,12 +9,13 @@ the body replayed, so every refusal of the request itself is FastAPI's own answe
 endpoint methods of `SchedulerRoutes`; only the way the parameters reach them differs, and the errors are
 answered as FastAPI's exception handlers answer them (`katsched.api.errors`).
 
-Where the store has one writer at a time (SQLite), a pop of a few tasks (`INLINE_POP_LIMIT`: the workers pop
-one) is tried on the event loop itself, asked not to wait for the write lock: it takes a fraction of a
-millisecond, and saves the hand-off to a thread and back, which costs as much again. Only when another writer
-holds the lock does it go to a thread to wait there, so the event loop never waits for a lock. A push always
-runs on a thread: it may ask Katalogus for the plugin. The threads are a pool of the process's own
-(`STORE_THREADS`): a plain executor hand-off costs about half of anyio's, which FastAPI uses.
+Where the store has one writer at a time (SQLite), a push and a pop of a few tasks (`INLINE_POP_LIMIT`: the
+workers pop one) are tried on the event loop itself, asked not to wait: each takes a fraction of a
+millisecond, and saves the hand-off to a thread and back, which costs as much again (and, with many clients,
+the threads' contention for the write lock and the GIL). Only when it would wait (another writer holds the
+lock, no connection is free, the Katalogus must be asked for the plugin, a push-back reads its task first)
+does it go to a thread to wait there, so the event loop never waits. The threads are a pool of the process's
+own (`STORE_THREADS`): a plain executor hand-off costs about half of anyio's, which FastAPI uses.
 """
 
 import asyncio
@@ -65,7 +66,8 @@ class HotRoutes:
         try:
             body = _whole_body(received)
             if action == "push":
-                endpoint, inline = self._push(scheduler_id, body), False
+                endpoint = self._push(scheduler_id, body)
+                inline = self.schedulers.ctx.queue.single_writer
             else:
                 endpoint, inline = self._pop(scheduler_id, body, scope)
         except NotHot:
@@ -94,7 +96,7 @@ class HotRoutes:
             item = TaskPush.model_validate(_document(body))
         except ValidationError:
             raise NotHot from None
-        return lambda _wait: self.schedulers.push(scheduler_id, item)
+        return lambda wait: self.schedulers.push_for(scheduler_id, item, wait=wait)
 
     def _pop(self, scheduler_id: str, body: bytes, scope: Scope) -> tuple[Endpoint, bool]:
         """The pop, and whether to try it on the event loop."""

@@ -16,6 +16,7 @@ from pydantic import TypeAdapter
 from katsched.clock import Clock
 from katsched.core.models import BoefjeConfig, Organisation, Plugin
 from katsched.core.ports import PluginCatalog, PluginType
+from katsched.errors import WouldWait
 from katsched.kat.http import ServiceHttp
 
 _ORGANISATIONS = TypeAdapter(dict[str, Organisation])
@@ -154,10 +155,12 @@ class KatalogusClient(CatalogLookups):
         # The Katalogus filters already; filtering again keeps the answer identical to the cached one.
         return select_plugins(found or [], plugin_type, consumes)
 
-    def plugin(self, organisation_id: str, plugin_id: str) -> Plugin | None:
+    def plugin(self, organisation_id: str, plugin_id: str, *, wait: bool = True) -> Plugin | None:
         if self._caching:
-            listed = self._organisation_plugins(organisation_id)
+            listed = self._organisation_plugins(organisation_id) if wait else self._cached(organisation_id)
             return next((plugin for plugin in listed if plugin.id == plugin_id), None)
+        if not wait:
+            raise WouldWait("katalogus: every plugin lookup is a request (no cache_ttl)")
         found = self._http.get_as(f"{_plugins_path(organisation_id)}/{quote(plugin_id, safe='')}", _PLUGIN)
         return found if found is not None and is_listed(found) else None
 
@@ -183,6 +186,14 @@ class KatalogusClient(CatalogLookups):
     @property
     def _caching(self) -> bool:
         return self._ttl > timedelta(0)
+
+    def _cached(self, organisation_id: str) -> tuple[Plugin, ...]:
+        """The organisation's plugins as cached, if the cache is fresh; WouldWait if a request is needed."""
+        with self._guard:
+            cached = self._cache.get(organisation_id)
+        if cached is None or self._clock.now() - cached.fetched_at >= self._ttl:
+            raise WouldWait(f"katalogus: the plugins of {organisation_id!r} are not cached")
+        return cached.plugins
 
     def _organisation_plugins(self, organisation_id: str, *, fresh: bool = False) -> tuple[Plugin, ...]:
         with self._guard:
@@ -238,7 +249,8 @@ class StaticCatalogue(CatalogLookups):
     ) -> list[Plugin]:
         return select_plugins(self._plugins.get(organisation_id, {}).values(), plugin_type, consumes)
 
-    def plugin(self, organisation_id: str, plugin_id: str) -> Plugin | None:
+    def plugin(self, organisation_id: str, plugin_id: str, *, wait: bool = True) -> Plugin | None:
+        # Nothing to ask: `wait` changes nothing.
         found = self._plugins.get(organisation_id, {}).get(plugin_id)
         return found if found is not None and is_listed(found) else None
 

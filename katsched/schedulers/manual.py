@@ -37,11 +37,12 @@ class ManualPushes:
     uniform: Uniform = random.uniform
 
     def schedule_rule(
-        self, kind: SchedulerKind, organisation: str, data: dict[str, Any]
+        self, kind: SchedulerKind, organisation: str, data: dict[str, Any], *, wait: bool = True
     ) -> ScheduleRule | None:
         """How a pushed task joins the schedule of its identity, decided from that schedule as the push's
         transaction finds it; None: no schedule (invalid data is left to the push, which refuses it). The
-        Katalogus is asked here, before the push's transaction, never inside it."""
+        Katalogus is asked here, before the push's transaction, never inside it. `wait=False`: WouldWait
+        rather than ask it, when its answer is not at hand."""
         if kind is SchedulerKind.NORMALIZER:
             return None
         try:
@@ -50,7 +51,7 @@ class ManualPushes:
             return None
         now = self.clock.now()
         if isinstance(payload, BoefjeTask):
-            plugin = self._plugin(organisation, payload.boefje.id)
+            plugin = self._plugin(organisation, payload.boefje.id, wait)
             return _enabled_only(lambda found: self._boefje_link(plugin, found, now))
         return _enabled_only(lambda found: _report_link(found, now))
 
@@ -72,9 +73,9 @@ class ManualPushes:
         )
         return ScheduleLink(schedule_id, next_at)
 
-    def _plugin(self, organisation: str, plugin_id: str) -> Plugin | None:
+    def _plugin(self, organisation: str, plugin_id: str, wait: bool) -> Plugin | None:
         try:
-            return self.catalog.plugin(organisation, plugin_id)
+            return self.catalog.plugin(organisation, plugin_id, wait=wait)
         except ServiceError as exc:
             logger.warning(
                 "manual_push_plugin_unknown org=%s plugin=%s error=%r", organisation, plugin_id, str(exc)

@@ -187,17 +187,19 @@ class SqlTaskQueue:
 
     # push
 
-    def push(self, draft: TaskDraft) -> Task:
-        (outcome,) = self.push_many([draft])
+    def push(self, draft: TaskDraft, *, wait: bool = True) -> Task:
+        """`wait=False`: WouldWait at once when another writer holds SQLite's write lock, or no connection is
+        free."""
+        (outcome,) = self.push_many([draft], wait=wait)
         return pushed_task(outcome)
 
     def push_many(
-        self, drafts: Sequence[TaskDraft], decisions_of: DecisionsOf | None = None
+        self, drafts: Sequence[TaskDraft], decisions_of: DecisionsOf | None = None, *, wait: bool = True
     ) -> list[PushOutcome]:
         """`decisions_of`: the decisions the outcomes make, recorded in the push's transaction."""
         if not drafts and decisions_of is None:
             return []
-        with write(self.engine) as connection:
+        with write(self.engine, wait=wait) as connection:
             outcomes = push_drafts(connection, self.clock.now(), self.policy, drafts) if drafts else []
             if decisions_of is not None:
                 upsert_decisions(connection, decisions_of(outcomes))

@@ -7,7 +7,7 @@ import pytest
 
 from katsched.backoff import Backoff
 from katsched.core.models import Organisation
-from katsched.errors import ServiceError, ServiceUnavailable
+from katsched.errors import ServiceError, ServiceUnavailable, WouldWait
 from katsched.kat.bytes import BytesClient
 from katsched.kat.http import RetryPolicy, ServiceHttp, build_client
 from katsched.kat.katalogus import KatalogusClient
@@ -71,6 +71,37 @@ def test_the_cache_expires_after_its_ttl(server: KatFakeServer, kat: KatClients,
     assert kat.katalogus.plugin("org1", "nmap") is not None
     lookups(kat)
     assert server.hits(PLUGINS) == 2
+
+
+def test_a_lookup_that_may_not_wait_answers_from_a_fresh_cache_only(
+    server: KatFakeServer, kat: KatClients, clock: FakeClock
+) -> None:
+    """`plugin(..., wait=False)` (the API's push on its event loop) never sends a request: WouldWait before
+    the first fetch and once the cache has expired; the answer itself once a fresh cache holds it."""
+    with pytest.raises(WouldWait, match="not cached"):
+        kat.katalogus.plugin("org1", "dns-records", wait=False)
+    assert server.total_hits() == 0
+    kat.katalogus.plugins("org1")
+    found = kat.katalogus.plugin("org1", "dns-records", wait=False)
+    assert found is not None and found.id == "dns-records"
+    assert kat.katalogus.plugin("org1", "missing", wait=False) is None
+    clock.advance(seconds=30)
+    with pytest.raises(WouldWait):
+        kat.katalogus.plugin("org1", "dns-records", wait=False)
+    assert server.hits(PLUGINS) == 1
+
+
+def test_without_cache_a_lookup_that_may_not_wait_sends_nothing(
+    server: KatFakeServer, clock: FakeClock
+) -> None:
+    server.reset()
+    clients = connect(server, clock, cache_ttl=0)
+    try:
+        with pytest.raises(WouldWait, match="every plugin lookup is a request"):
+            clients.katalogus.plugin("org1", "dns-records", wait=False)
+    finally:
+        clients.close()
+    assert server.total_hits() == 0
 
 
 def test_concurrent_lookups_share_one_fetch(server: KatFakeServer, kat: KatClients) -> None:

@@ -1,11 +1,13 @@
-"""Writes that do not wait for SQLite's write lock, and the pop that uses them on the API's event loop.
+"""Writes that do not wait for SQLite's write lock, and the API's push and pop that use them on its loop.
 
 `write(engine, wait=False)` raises `WouldWait` at once when another connection holds the write lock, and
-leaves the connection's busy timeout as it was. The API tries a pop that way on its event loop; when the lock
-is taken the pop waits for it on a thread, so the event loop goes on answering, and the pop still succeeds."""
+leaves the connection's busy timeout as it was. The API tries a push or a pop that way on its event loop;
+when the lock is taken (or, for a push, the Katalogus must be asked) it waits on a thread, so the event loop
+goes on answering, and the push or pop still succeeds."""
 
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +18,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from katsched.api import create_app
+from katsched.core.models import Organisation
 from katsched.core.ports import TaskDraft
 from katsched.errors import WouldWait
+from katsched.schedulers.manual import ManualPushes
 from katsched.store.engine import build_engine, write
 from katsched.store.migrate import upgrade
 from katsched.store.queue import SqlTaskQueue
@@ -25,6 +29,8 @@ from katsched.store.schedules import SqlScheduleStore
 from katsched.testing import FakeClock
 from tests.contract import api_support
 from tests.contract.api_support import boefje_data
+from tests.contract.kat_fake_server import KATALOGUS, KatFakeServer, connect
+from tests.contract.test_kat_ports import boefje
 
 make_api = api_support.make_api  # the fixture
 
@@ -101,7 +107,7 @@ def test_a_pop_that_may_not_wait_leaves_the_task_queued_when_the_lock_is_taken(
 
 def test_a_write_that_may_not_wait_goes_ahead_on_either_database(engine: Engine) -> None:
     queue = SqlTaskQueue(engine, FakeClock())
-    task = queue.push(_draft())
+    task = queue.push(_draft(), wait=False)
     ((popped, rendered),) = queue.pop_rendered("boefje", wait=False)
     assert popped.id == task.id and str(task.id).encode() in rendered
 
@@ -193,3 +199,92 @@ def test_a_write_inside_a_write_of_the_same_thread_fails_at_once(sqlite_file: Pa
     with write(engine) as connection:  # the turn was given back
         connection.execute(text("DELETE FROM tasks"))
     engine.dispose()
+
+
+def _recording_pushes(queue: SqlTaskQueue, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """The `wait` of every push the queue is asked for, in order."""
+    asked: list[bool] = []
+    push = queue.push
+
+    def recorded(draft: TaskDraft, *, wait: bool = True) -> Any:
+        asked.append(wait)
+        return push(draft, wait=wait)
+
+    monkeypatch.setattr(queue, "push", recorded)
+    return asked
+
+
+def test_a_push_that_may_not_wait_stores_nothing_while_another_connection_holds_the_lock(
+    sqlite_file: Path, other_connection: sqlite3.Connection
+) -> None:
+    queue = SqlTaskQueue(_engine(sqlite_file), FakeClock())
+    other_connection.execute("BEGIN IMMEDIATE")
+    with pytest.raises(WouldWait):
+        queue.push(_draft(), wait=False)
+    other_connection.execute("ROLLBACK")
+    assert queue.qsize("boefje") == 0
+    pushed = queue.push(_draft(), wait=False)  # the lock is free: no waiting needed
+    assert queue.get(pushed.id).status.value == "queued"
+
+
+@pytest.mark.parametrize(("with_id", "asked"), [(False, [False]), (True, [True])])
+def test_a_push_is_tried_on_the_event_loop_unless_it_reads_a_task_first(
+    sqlite_file: Path, monkeypatch: pytest.MonkeyPatch, with_id: bool, asked: list[bool]
+) -> None:
+    clock = FakeClock()
+    queue = SqlTaskQueue(_engine(sqlite_file), clock)
+    waits = _recording_pushes(queue, monkeypatch)
+    item: dict[str, Any] = {"priority": 1, "organisation": "org1", "data": boefje_data()}
+    if with_id:  # a runner pushing back a task: its id is looked up first, a read that may wait
+        item["id"] = "7f1c2a64-3c1b-4f0e-9a43-2f0c8d3f5e11"
+    with TestClient(create_app(queue, SqlScheduleStore(queue.engine, clock), clock)) as client:
+        answer = client.post("/schedulers/boefje/push", json=item)
+    assert answer.status_code == 201, answer.text
+    assert waits == asked
+
+
+def test_a_push_waits_for_the_lock_on_a_thread_while_the_api_goes_on_answering(
+    sqlite_file: Path, other_connection: sqlite3.Connection
+) -> None:
+    engine = build_engine(f"sqlite:///{sqlite_file}", busy_timeout_ms=BUSY_TIMEOUT_MS)
+    clock = FakeClock()
+    queue = SqlTaskQueue(engine, clock)
+    other_connection.execute("BEGIN IMMEDIATE")
+    answers: list[httpx.Response] = []
+    item = {"priority": 1, "organisation": "org1", "data": boefje_data()}
+    with TestClient(create_app(queue, SqlScheduleStore(engine, clock), clock)) as client:
+        pusher = threading.Thread(
+            target=lambda: answers.append(client.post("/schedulers/boefje/push", json=item))
+        )
+        pusher.start()
+        assert client.get("/health").status_code == 200  # the event loop is not waiting for the lock
+        assert pusher.is_alive()  # the push cannot finish while the lock is held
+        other_connection.execute("COMMIT")
+        pusher.join()
+    (answer,) = answers
+    assert answer.status_code == 201, answer.text
+    assert queue.get(uuid.UUID(answer.json()["id"])).status.value == "queued"
+
+
+def test_a_push_asks_the_katalogus_on_a_thread_and_then_from_its_cache_on_the_event_loop(
+    sqlite_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first push of an organisation needs the Katalogus (nothing cached): tried on the event loop, it
+    goes to a thread; the next one finds the plugin cached and is served on the event loop."""
+    clock = FakeClock()
+    queue = SqlTaskQueue(_engine(sqlite_file), clock)
+    waits = _recording_pushes(queue, monkeypatch)
+    with KatFakeServer() as server:
+        server.add_organisation(Organisation(id="org1"))
+        server.add_plugin("org1", boefje("dns-records", ["Hostname"]))
+        kat = connect(server, clock, cache_ttl=30)
+        manual = ManualPushes(kat.katalogus, clock)
+        app = create_app(queue, SqlScheduleStore(queue.engine, clock), clock, manual_pushes=manual)
+        with TestClient(app) as client:
+            for name in ("a", "b"):
+                data = boefje_data(f"Hostname|internet|{name}")
+                item = {"priority": 1, "organisation": "org1", "data": data}
+                assert client.post("/schedulers/boefje/push", json=item).status_code == 201
+        kat.close()
+        assert server.hits(f"{KATALOGUS}/v1/organisations/org1/plugins") == 1
+    assert waits == [True, False]  # the first never reached the store inline: the Katalogus came first

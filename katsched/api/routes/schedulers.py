@@ -22,7 +22,7 @@ from katsched.api.schemas import (
 from katsched.core.models import PAYLOAD_TYPES, SchedulerKind, Task, TaskStatus
 from katsched.core.ports import PoppedBy, TaskDraft
 from katsched.core.push import scheduler_kind
-from katsched.errors import InvalidItem, NotAllowed, NotFound, QueueError, QueueFull
+from katsched.errors import InvalidItem, NotAllowed, NotFound, QueueError, QueueFull, WouldWait
 
 SchedulerId = Annotated[str, Path(description="boefje, normalizer or report")]
 PopLimit = Annotated[
@@ -101,16 +101,26 @@ class SchedulerRoutes:
         )
 
     def push(self, scheduler_id: SchedulerId, item: TaskPush) -> Response:
+        return self.push_for(scheduler_id, item)
+
+    def push_for(self, scheduler_id: str, item: TaskPush, *, wait: bool = True) -> Response:
+        """The push route once its body is read (the fast path of `katsched.api.hot` calls it too).
+        `wait=False`: WouldWait at once when another writer has the store or the Katalogus must be asked;
+        an item with an id (a runner's push-back) may have to wait for a read, and is not pushed then."""
         kind = scheduler_kind(scheduler_id)
         if item.scheduler_id is not None and item.scheduler_id != scheduler_id:
             raise BadRequest("scheduler_id in item does not match the scheduler_id in the path")
+        if item.id is not None and not wait:
+            raise WouldWait("a push with an id reads the task of that id first")
         manual = self.ctx.manual_pushes
-        rule = manual.schedule_rule(kind, item.organisation, item.data) if manual is not None else None
+        rule = None
+        if manual is not None:
+            rule = manual.schedule_rule(kind, item.organisation, item.data, wait=wait)
         new = TaskDraft(
             scheduler_id, item.organisation, item.priority, item.data, id=item.id, schedule_rule=rule
         )
         try:
-            task = self._requeue_dispatched(scheduler_id, item.id) or self.ctx.queue.push(new)
+            task = self._requeue_dispatched(scheduler_id, item.id) or self.ctx.queue.push(new, wait=wait)
         except QueueError as exc:
             reason = REFUSALS.get(type(exc))
             if reason:

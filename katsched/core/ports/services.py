@@ -33,7 +33,10 @@ class PluginCatalog(Protocol):
         never listed, as the Katalogus hides them."""
         ...
 
-    def plugin(self, organisation_id: str, plugin_id: str) -> Plugin | None: ...
+    def plugin(self, organisation_id: str, plugin_id: str, *, wait: bool = True) -> Plugin | None:
+        """The organisation's plugin of that id, if listed. `wait=False`: raise `WouldWait` rather than ask
+        the Katalogus, when the answer is not at hand (a catalogue that never asks answers at once)."""
+        ...
 
     def fresh_plugins(self, organisation_id: str) -> list[Plugin]:
         """`plugins(organisation_id)` as the Katalogus has them now: asked afresh, never from a cache (a

@@ -206,9 +206,10 @@ class TaskQueue(Protocol):
 
     def policy(self, scheduler_id: str) -> PushPolicy: ...
 
-    def push(self, draft: TaskDraft) -> Task:
+    def push(self, draft: TaskDraft, *, wait: bool = True) -> Task:
         """`push_many([draft])`, its refusal raised: `InvalidItem`, `QueueFull`, or `NotAllowed` naming the
-        queued twin (`twin_id`) or the task that already has the draft's id."""
+        queued twin (`twin_id`) or the task that already has the draft's id. `wait=False`: as for
+        `pop_rendered`."""
         ...
 
     def push_many(self, drafts: Sequence[TaskDraft]) -> list[PushOutcome]:
