@@ -37,6 +37,7 @@ from katsched.supervisor import (
     Supervised,
     Supervisor,
     flush_logs,
+    freeze_start_up_objects,
     log_thread_crashes,
 )
 from katsched.systemd import Notifier
@@ -108,6 +109,7 @@ class Daemon:
             self.core.schema_revision(),
             ",".join(slot.name for slot in self.supervisor.slots),
         )
+        freeze_start_up_objects()
         self.notifier.ready(self._status_line())
         self.heartbeat()
 

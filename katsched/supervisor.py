@@ -1,5 +1,5 @@
 """Supervision of the daemon's components: a dead one is restarted with backoff, or the daemon stops loudly;
-and the one signal handling of the processes that serve (`katsched daemon`, `katsched api`).
+and the one signal handling (and heap settling) of the serving processes (`katsched daemon`, `katsched api`).
 
 The main thread calls `check()` about once a second. A component whose thread died (or whose start failed)
 is logged, then rebuilt from its factory after a growing pause. One that dies more than `budget` times within
@@ -7,6 +7,7 @@ is logged, then rebuilt from its factory after a growing pause. One that dies mo
 non-zero exit and that reason, and systemd's restart policy takes over. Nothing dies silently.
 """
 
+import gc
 import logging
 import os
 import signal
@@ -208,6 +209,15 @@ class Signals:
 
     def _on_reload(self, _signum: int, _frame: FrameType | None) -> None:
         self.reload.set()
+
+
+def freeze_start_up_objects() -> None:
+    """Once a serving process has started: what its start-up made (modules, the app, the caches of SQLAlchemy
+    and pydantic) lives as long as the process, so it is moved out of the cyclic collector's generations
+    (`gc.freeze`). A full collection walked all of it on the API's event loop, up to 50 ms during which every
+    request in flight waited (the p99 of 16 clients' pops); what is made later is collected as before."""
+    gc.collect()
+    gc.freeze()
 
 
 def flush_logs() -> None:

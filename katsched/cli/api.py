@@ -27,7 +27,7 @@ def api_command(config: ConfigOption = None, host: HostOption = None, port: Port
     from katsched.cli.common import load
     from katsched.clock import SystemClock
     from katsched.logs import configure_logging, secrets_of
-    from katsched.supervisor import Signals
+    from katsched.supervisor import Signals, freeze_start_up_objects
 
     settings = load(config)
     configure_logging(settings.logging, secrets=secrets_of(settings))
@@ -49,6 +49,7 @@ def api_command(config: ConfigOption = None, host: HostOption = None, port: Port
         raise
     if checkpointer is not None:
         checkpointer.start()
+    freeze_start_up_objects()
     typer.echo(f"katsched api listening on {server.url}", err=True)
     while not signals.stop.wait(1.0) and server.is_alive():
         pass

@@ -36,6 +36,7 @@ from katsched.core.push import (
 )
 from katsched.errors import NotAllowed
 from katsched.store import counts
+from katsched.store.prepared import fetch, fetch_batch
 from katsched.store.schedule_links import (
     LINK_SCHEDULE,
     linked_schedule,
@@ -127,12 +128,12 @@ class _PushBatch:
         for scheduler_id, hashes in by_scheduler.items():
             if len(hashes) == 1:
                 (one,) = hashes
-                found = self._connection.execute(QUEUED_TWIN, {"scheduler_id": scheduler_id, "hash": one})
+                found = fetch(self._connection, QUEUED_TWIN, {"scheduler_id": scheduler_id, "hash": one})
             else:
                 parameters = {"scheduler_id": scheduler_id, "hashes": list(hashes)}
-                found = self._connection.execute(_QUEUED_BY_HASH, parameters)
+                found = fetch(self._connection, _QUEUED_BY_HASH, parameters)
             for row in found:  # oldest first: the newest queued duplicate wins
-                self._queued[(scheduler_id, row.hash)] = _Queued(row.id, row.priority, row.data)
+                self._queued[(scheduler_id, row["hash"])] = _Queued(row["id"], row["priority"], row["data"])
 
     def _count_queued(self, prepared: Sequence[PreparedDraft]) -> None:
         """Before the batch inserts anything: the queued tasks of each scheduler whose queue has a maxsize
@@ -243,7 +244,7 @@ class _PushBatch:
         """Insert new schedules; one whose identity has a schedule already (created by another process since
         the draft was planned) joins that one, and so do the drafts of this batch that were to create it."""
         statement = schedule_upsert(self._connection.dialect.name)
-        joined = {row.hash: row.id for row in self._connection.execute(statement, rows)}
+        joined = {row["hash"]: row["id"] for row in fetch_batch(self._connection, statement, rows)}
         for row in rows:
             if joined[row["hash"]] != row["id"]:
                 self._schedule_moved[row["id"]] = joined[row["hash"]]
@@ -260,18 +261,17 @@ class _PushBatch:
         statement = task_upsert(self._connection.dialect.name, self._policy_for(scheduler_id))
         rows = [one.row for one in pending]
         try:
-            returned = self._connection.execute(statement, rows[0] if len(rows) == 1 else rows).all()
+            written = {row["hash"]: row for row in fetch_batch(self._connection, statement, rows)}
         except IntegrityError as exc:
             if not _duplicate_key(exc):
                 raise  # a schedule that does not exist, say: the foreign key refuses
             ids = ", ".join(str(row["id"]) for row in rows)
             taken = f"a task with id {ids}" if len(rows) == 1 else f"a task with one of the ids {ids}"
             raise NotAllowed(f"{taken} already exists") from exc
-        written = {row.hash: row for row in returned}
         for one in pending:
             row = written.get(one.item.hash)
-            if row is None or (row.id, row.created_at) != (one.row["id"], self._now):
-                self._met_twin(one, None if row is None else row.id)
+            if row is None or (row["id"], row["created_at"]) != (one.row["id"], self._now):
+                self._met_twin(one, None if row is None else row["id"])
 
     def _met_twin(self, pending: _Pending, updated: uuid.UUID | None) -> None:
         """The draft met a twin another transaction queued after this batch looked: `updated` is the twin's
@@ -286,13 +286,14 @@ class _PushBatch:
             self._queued[key] = _Queued(task.id, task.priority, task.data)
             self._outcomes[pending.place] = PushOutcome(item.draft, PushResult.PUSHED, task)
             return
-        twin = self._connection.execute(QUEUED_TWIN, {"scheduler_id": key[0], "hash": item.hash}).first()
+        twins = fetch(self._connection, QUEUED_TWIN, {"scheduler_id": key[0], "hash": item.hash})
+        twin = twins[0] if twins else None
         if twin is not None:
-            self._queued[key] = _Queued(twin.id, twin.priority, twin.data)
+            self._queued[key] = _Queued(twin["id"], twin["priority"], twin["data"])
         else:
             self._queued.pop(key, None)
         refusal = already_queued()
-        twin_id = None if twin is None else twin.id
+        twin_id = None if twin is None else twin["id"]
         outcome = PushOutcome(item.draft, refusal.result, twin_id=twin_id, refusal=refusal.reason)
         self._outcomes[pending.place] = outcome
 

@@ -50,6 +50,7 @@ from katsched.store.decisions import upsert_decisions
 from katsched.store.engine import read, write
 from katsched.store.filters import compile_filter
 from katsched.store.history import add_reason
+from katsched.store.prepared import fetch
 from katsched.store.push import QUEUED_TWIN, push_drafts
 from katsched.store.tables import task_events, tasks
 from katsched.store.task_upsert import IS_QUEUED
@@ -66,17 +67,17 @@ def to_task(row: Row[Any]) -> Task:
 
 
 def _rendered(
-    rows: Iterable[Row[Any]], render: Callable[[Task], bytes]
+    claimed: Iterable[dict[str, Any]], render: Callable[[Task], bytes]
 ) -> tuple[list[tuple[Task, bytes]], dict[uuid.UUID, str]]:
     """Each claimed row as (task, its rendering); the ids of those that cannot be rendered, with why."""
     rendered: list[tuple[Task, bytes]] = []
     unrenderable: dict[uuid.UUID, str] = {}
-    for row in rows:
+    for row in claimed:
         try:
-            task = to_task(row)
+            task = Task.model_validate(row)
             rendered.append((task, render(task)))
         except (ValueError, RecursionError) as exc:
-            unrenderable[row.id] = f"cannot be rendered as JSON: {str(exc).splitlines()[0]}"
+            unrenderable[row["id"]] = f"cannot be rendered as JSON: {str(exc).splitlines()[0]}"
     return rendered, unrenderable
 
 
@@ -159,9 +160,9 @@ def _refuse_queued_twin(connection: Connection, scheduler_id: str, identity: str
     """A task moved back to QUEUED may not join a queued twin (the unique index would refuse it less
     precisely)."""
     parameters = {"scheduler_id": scheduler_id, "hash": identity}
-    twin = connection.execute(QUEUED_TWIN, parameters).first()
-    if twin is not None:
-        raise twin_queued(twin.id)
+    twin = fetch(connection, QUEUED_TWIN, parameters)
+    if twin:
+        raise twin_queued(twin[0]["id"])
 
 
 class SqlTaskQueue:
@@ -246,8 +247,8 @@ class SqlTaskQueue:
         }
         with write(self.engine, wait=wait) as connection:
             statement = _claim(scheduler_id, filters, connection.dialect.name)
-            rows = connection.execute(statement, parameters)
-            popped, unrenderable = _rendered(rows, render)
+            claimed = fetch(connection, statement, parameters)
+            popped, unrenderable = _rendered(claimed, render)
             for task_id, reason in unrenderable.items():
                 self._fail_claimed(connection, task_id, now, reason)
         return sorted(popped, key=lambda pair: (pair[0].priority or 0, pair[0].created_at))

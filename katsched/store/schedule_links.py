@@ -9,7 +9,7 @@ transaction per push instead of two (the read was a sixth of a push's CPU).
 """
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -20,6 +20,7 @@ from sqlalchemy.sql import Insert
 
 from katsched.core.models import Schedule
 from katsched.core.ports import ScheduleLink
+from katsched.store.prepared import fetch
 from katsched.store.tables import schedules
 
 # One hash by equality: an expanding IN renders its SQL anew at every execution.
@@ -28,20 +29,20 @@ _BY_HASHES = select(schedules).where(schedules.c.hash.in_(bindparam("hashes", ex
 CHUNK = 1000  # hashes per IN: below every database's limit of bound parameters
 
 
-def to_schedule(row: Row[Any]) -> Schedule:
-    return Schedule.model_validate(row._mapping)
+def to_schedule(row: Row[Any] | Mapping[str, Any]) -> Schedule:
+    return Schedule.model_validate(row if isinstance(row, Mapping) else row._mapping)
 
 
 def schedules_by_hashes(connection: Connection, hashes: Collection[str]) -> dict[str, Schedule]:
     """The schedules of these identities, by hash, in the open transaction `connection`."""
     if len(hashes) == 1:
         (one,) = hashes
-        rows = connection.execute(_BY_HASH, {"hash": one}).all()
+        found = fetch(connection, _BY_HASH, {"hash": one})
     else:
         ordered = list(hashes)
         parts = (ordered[start : start + CHUNK] for start in range(0, len(ordered), CHUNK))
-        rows = [row for part in parts for row in connection.execute(_BY_HASHES, {"hashes": part})]
-    return {str(row.hash): to_schedule(row) for row in rows}
+        found = [row for part in parts for row in fetch(connection, _BY_HASHES, {"hashes": part})]
+    return {str(row["hash"]): to_schedule(row) for row in found}
 
 
 LINK_SCHEDULE = (

@@ -8,13 +8,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
+from unittest.mock import patch
 
 import pytest
-from sqlalchemy import Connection, Engine, event, insert
+from sqlalchemy import Connection, Engine, insert
 
 from katsched.core.hashing import task_hash
 from katsched.core.models import BoefjeTask, PushPolicy, Task
 from katsched.core.ports import PushOutcome, PushResult, TaskDraft
+from katsched.store import push as push_module
 from katsched.store.queue import SqlTaskQueue
 from katsched.store.tables import tasks
 from katsched.testing import FakeClock
@@ -46,20 +48,20 @@ def twin_row(reference: str, clock: FakeClock) -> dict[str, Any]:
 
 
 @contextmanager
-def twin_queued_before_insert(engine: Engine, row: dict[str, Any]) -> Iterator[None]:
-    """Write `row` in the push's transaction after its look-up for twins, right before it inserts tasks."""
+def twin_queued_before_insert(row: dict[str, Any]) -> Iterator[None]:
+    """Write `row` in the push's transaction after its look-up for twins, right before it inserts tasks (as
+    another process's push would land there on PostgreSQL)."""
     written: list[bool] = []
+    run = push_module.fetch_batch
 
-    def before(connection: Connection, _cursor: Any, statement: str, *_: Any) -> None:
-        if statement.startswith("INSERT INTO tasks") and not written:
+    def twin_first(connection: Connection, statement: Any, parameter_rows: Any) -> Any:
+        if statement.table is tasks and not written:
             written.append(True)
             connection.execute(insert(tasks), row)
+        return run(connection, statement, parameter_rows)
 
-    event.listen(engine, "before_cursor_execute", before)
-    try:
+    with patch.object(push_module, "fetch_batch", twin_first):
         yield
-    finally:
-        event.remove(engine, "before_cursor_execute", before)
     assert written, "the push inserted no task"
 
 
@@ -68,7 +70,7 @@ def push_meeting_twin(
 ) -> tuple[list[PushOutcome], Task, SqlTaskQueue]:
     queue = SqlTaskQueue(engine, clock, {"boefje": policy})
     row = twin_row("a", clock)
-    with twin_queued_before_insert(engine, row):
+    with twin_queued_before_insert(row):
         outcomes = queue.push_many(drafts)
     return outcomes, queue.get(row["id"]), queue
 
