@@ -80,19 +80,16 @@ def test_a_batch_returns_a_row_for_each_set_of_parameters(engine: Engine) -> Non
     assert refused == []  # DO NOTHING: no row for the draft that met its twin
 
 
+def schedule_row(name: str, **changes: Any) -> dict[str, Any]:
+    row = {"id": uuid.uuid4(), "scheduler_id": "boefje", "organisation": "org1", "hash": f"hash-{name}"}
+    return {**row, "data": {}, "created_at": NOW, "modified_at": NOW, **changes}
+
+
 def test_a_statement_given_other_columns_is_compiled_for_them(engine: Engine) -> None:
     statement = insert(schedules).returning(schedules.c.id, schedules.c.schedule, schedules.c.deadline_at)
-    base = {
-        "scheduler_id": "boefje",
-        "organisation": "org1",
-        "data": {},
-        "created_at": NOW,
-        "modified_at": NOW,
-    }
-    base["enabled"] = True
     with write(engine) as connection:
-        (plain,) = fetch(connection, statement, {**base, "id": uuid.uuid4(), "hash": "h1"})
-        row = {**base, "id": uuid.uuid4(), "hash": "h2", "schedule": "0 * * * *", "deadline_at": NOW}
+        (plain,) = fetch(connection, statement, schedule_row("a", enabled=True))
+        row = schedule_row("b", enabled=True, schedule="0 * * * *", deadline_at=NOW)
         (full,) = fetch(connection, statement, row)
     assert (plain["schedule"], plain["deadline_at"]) == (None, None)
     assert (full["schedule"], full["deadline_at"]) == ("0 * * * *", NOW)
@@ -113,14 +110,7 @@ def test_a_driver_error_is_raised_as_sqlalchemy_raises_it_and_translated_once(en
 
 def test_a_column_default_is_written_where_no_value_is_given(engine: Engine) -> None:
     statement = insert(schedules).returning(schedules.c.enabled)
-    base = {
-        "scheduler_id": "boefje",
-        "organisation": "org1",
-        "data": {},
-        "created_at": NOW,
-        "modified_at": NOW,
-    }
     with write(engine) as connection:
-        (given,) = fetch(connection, statement, {**base, "id": uuid.uuid4(), "hash": "h1", "enabled": False})
-        (default,) = fetch(connection, statement, {**base, "id": uuid.uuid4(), "hash": "h2"})
+        (given,) = fetch(connection, statement, schedule_row("a", enabled=False))
+        (default,) = fetch(connection, statement, schedule_row("b"))
     assert (given["enabled"], default["enabled"]) == (False, True)

@@ -112,23 +112,34 @@ def test_a_write_that_may_not_wait_goes_ahead_on_either_database(engine: Engine)
     assert popped.id == task.id and str(task.id).encode() in rendered
 
 
+def _answered_once_the_lock_is_free(
+    queue: SqlTaskQueue, other_connection: sqlite3.Connection, action: str, item: Any
+) -> httpx.Response:
+    """The answer to a push or pop sent while another connection holds the write lock: the API answers
+    /health meanwhile (its event loop is not waiting), and the request only once the lock is given back."""
+    clock = queue.clock
+    other_connection.execute("BEGIN IMMEDIATE")
+    answers: list[httpx.Response] = []
+    with TestClient(create_app(queue, SqlScheduleStore(queue.engine, clock), clock)) as client:
+        sender = threading.Thread(
+            target=lambda: answers.append(client.post(f"/schedulers/boefje/{action}", json=item))
+        )
+        sender.start()
+        assert client.get("/health").status_code == 200
+        assert sender.is_alive()  # it cannot finish while the lock is held
+        other_connection.execute("COMMIT")
+        sender.join()
+    (answer,) = answers
+    return answer
+
+
 def test_a_pop_waits_for_the_lock_on_a_thread_while_the_api_goes_on_answering(
     sqlite_file: Path, other_connection: sqlite3.Connection
 ) -> None:
     engine = build_engine(f"sqlite:///{sqlite_file}", busy_timeout_ms=BUSY_TIMEOUT_MS)  # the default pool
-    clock = FakeClock()
-    queue = SqlTaskQueue(engine, clock)
+    queue = SqlTaskQueue(engine, FakeClock())
     task = queue.push(_draft())
-    other_connection.execute("BEGIN IMMEDIATE")
-    answers: list[httpx.Response] = []
-    with TestClient(create_app(queue, SqlScheduleStore(engine, clock), clock)) as client:
-        popper = threading.Thread(target=lambda: answers.append(client.post("/schedulers/boefje/pop")))
-        popper.start()
-        assert client.get("/health").status_code == 200  # the event loop is not waiting for the lock
-        assert popper.is_alive()  # the pop cannot finish while the lock is held
-        other_connection.execute("COMMIT")
-        popper.join()
-    (answer,) = answers
+    answer = _answered_once_the_lock_is_free(queue, other_connection, "pop", None)
     assert answer.status_code == 200
     assert [result["id"] for result in answer.json()["results"]] == [str(task.id)]
 
@@ -247,21 +258,9 @@ def test_a_push_waits_for_the_lock_on_a_thread_while_the_api_goes_on_answering(
     sqlite_file: Path, other_connection: sqlite3.Connection
 ) -> None:
     engine = build_engine(f"sqlite:///{sqlite_file}", busy_timeout_ms=BUSY_TIMEOUT_MS)
-    clock = FakeClock()
-    queue = SqlTaskQueue(engine, clock)
-    other_connection.execute("BEGIN IMMEDIATE")
-    answers: list[httpx.Response] = []
+    queue = SqlTaskQueue(engine, FakeClock())
     item = {"priority": 1, "organisation": "org1", "data": boefje_data()}
-    with TestClient(create_app(queue, SqlScheduleStore(engine, clock), clock)) as client:
-        pusher = threading.Thread(
-            target=lambda: answers.append(client.post("/schedulers/boefje/push", json=item))
-        )
-        pusher.start()
-        assert client.get("/health").status_code == 200  # the event loop is not waiting for the lock
-        assert pusher.is_alive()  # the push cannot finish while the lock is held
-        other_connection.execute("COMMIT")
-        pusher.join()
-    (answer,) = answers
+    answer = _answered_once_the_lock_is_free(queue, other_connection, "push", item)
     assert answer.status_code == 201, answer.text
     assert queue.get(uuid.UUID(answer.json()["id"])).status.value == "queued"
 
