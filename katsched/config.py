@@ -63,7 +63,10 @@ class DatabaseSettings(_Section):
         5000, "Milliseconds SQLite waits for another writer before giving up.", unit="milliseconds"
     )
     pool_size: int = _number(
-        10, "Connections kept open to the database; for SQLite also the most open at once.", ge=1
+        10,
+        "Connections kept open to the database; for SQLite also the most open at once, besides the one the"
+        " API keeps for the pushes and pops it serves on its event loop.",
+        ge=1,
     )
     sqlite_cache_mib: int = _number(
         8,

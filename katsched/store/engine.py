@@ -6,10 +6,12 @@
   read the same QUEUED rows and then race to upgrade their locks (SQLITE_BUSY deadlock); reads stay deferred.
 - pysqlite's own transaction handling is switched off so that SQLAlchemy's BEGIN is the one that is sent.
 
-A write may be asked not to wait (`write(engine, wait=False)`): it raises `WouldWait` at once when every
-pooled connection is in use, and on SQLite when another connection holds the write lock, so that a caller on
-an event loop can hand it to a thread instead of blocking the loop for up to the busy (or pool) timeout.
-PostgreSQL has no single write lock to wait for.
+A write may be asked not to wait (`write(engine, wait=False)`): it raises `WouldWait` at once when another
+thread of the process is writing or, on SQLite, another connection holds the write lock (PostgreSQL has no
+single write lock to wait for), so that a caller on an event loop can hand it to a thread instead of blocking
+the loop for up to the busy timeout. On a SQLite file those writes share one connection of their own, opened
+at the first and kept (they take turns, so one at a time uses it): taking a pooled connection and giving it
+back cost a tenth of a pop. Elsewhere they take a pooled connection, and WouldWait when none is free.
 
 A read-only engine (`read_only=True`, for the commands that only look) never creates, migrates or writes: the
 SQLite file is opened with `mode=ro` (or `immutable=1` when nobody can be writing it: no -wal file beside it
@@ -20,8 +22,9 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -31,17 +34,27 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool import QueuePool, StaticPool
 
 from katsched.errors import InvalidValue, StorageError, StorageUnavailable, WouldWait
 from katsched.store.turns import TurnLock
 
-# The writers of one process take turns at a SQLite file here, first come first served, before BEGIN
-# IMMEDIATE. Not for correctness (the write lock is SQLite's, across processes too), but a thread that finds
-# the write lock taken waits in SQLite's busy handler, which sleeps in steps of up to 100 ms however soon the
-# lock is free. Two threads pushing batches of 150: the slowest push 96-130 ms with turns, 158-556 without
-# (the same throughput); and an API pop no longer sleeps behind an intake batch.
-_write_turns: "WeakKeyDictionary[Engine, TurnLock]" = WeakKeyDictionary()
+
+@dataclass
+class _SqliteWrites:
+    """The writers of one process at a SQLite file. They take turns here (`turn`), first come first served,
+    before BEGIN IMMEDIATE. Not for correctness (the write lock is SQLite's, across processes too), but a
+    thread that finds the write lock taken waits in SQLite's busy handler, which sleeps in steps of up to
+    100 ms however soon the lock is free. Two threads pushing batches of 150: the slowest push 96-130 ms with
+    turns, 158-556 without (the same throughput); and an API pop no longer sleeps behind an intake batch.
+    `kept`: the connection of the writes that may not wait, used only by the holder of the turn."""
+
+    turn: TurnLock
+    open_kept: Callable[[], Connection] | None  # None: no connection is kept (an in-memory database)
+    kept: Connection | None = None
+
+
+_sqlite_writes: "WeakKeyDictionary[Engine, _SqliteWrites]" = WeakKeyDictionary()
 _turns_held = threading.local()  # `engines`: those whose turn this thread holds
 
 READ_ONLY = "katsched_read_only"
@@ -125,19 +138,49 @@ def _sqlite_engine(
             url = _read_only_url(file)
         else:
             file.parent.mkdir(parents=True, exist_ok=True)
-        # At most `pool_size` connections, each with `cache_mib` of page cache: the memory the database takes
-        # is bounded by the configuration, not by the queue (every connection fills its cache in time).
+        # At most `pool_size` connections (and the one kept for the writes that may not wait), each with
+        # `cache_mib` of page cache: the memory the database takes is bounded by the configuration, not by the
+        # queue (every connection fills its cache in time).
         pool = {"pool_size": pool_size, "max_overflow": 0}
-    engine = create_engine(
-        url,
-        json_serializer=_json_dumps,
-        connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
-        **pool,
-    )
 
+    def configured(**pool: Any) -> Engine:
+        engine = create_engine(
+            url,
+            json_serializer=_json_dumps,
+            connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
+            **pool,
+        )
+        _configure_sqlite(engine, busy_timeout_ms, cache_mib, read_only, autocheckpoint)
+        return engine
+
+    engine = configured(**pool)
     if not read_only:
-        _write_turns[engine] = TurnLock()
+        keeps = file is not None
+        _sqlite_writes[engine] = _SqliteWrites(
+            TurnLock(), _kept_opener(engine, configured) if keeps else None
+        )
+    return engine
 
+
+def _kept_opener(engine: Engine, configured: Callable[..., Engine]) -> Callable[[], Connection]:
+    """Opens the connection kept for `engine`'s writes that may not wait: the one connection of an engine of
+    its own (with the same settings), disposed of with `engine`."""
+    single = configured(poolclass=StaticPool)
+
+    @event.listens_for(engine, "engine_disposed")
+    def _dispose_kept(_engine: Engine) -> None:
+        writes = _sqlite_writes.get(engine)
+        if writes is not None and writes.kept is not None:
+            writes.kept.close()
+            writes.kept = None
+        single.dispose()
+
+    return lambda: single.connect().execution_options(**{NO_WAIT: True})
+
+
+def _configure_sqlite(
+    engine: Engine, busy_timeout_ms: int, cache_mib: int, read_only: bool, autocheckpoint: int | None
+) -> None:
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
@@ -167,8 +210,6 @@ def _sqlite_engine(
         else:
             driver.execute("BEGIN IMMEDIATE")
 
-    return engine
-
 
 def _begin_at_once(driver: sqlite3.Connection, busy_timeout_ms: int) -> None:
     """BEGIN IMMEDIATE without waiting for the write lock: WouldWait when another connection has it."""
@@ -187,8 +228,8 @@ def _begin_at_once(driver: sqlite3.Connection, busy_timeout_ms: int) -> None:
 def write(engine: Engine, *, wait: bool = True) -> Iterator[Connection]:
     """A write transaction; database errors are translated by `translated`. `wait=False`: WouldWait at once
     rather than waiting for a connection or another writer's lock (see the module's docstring)."""
-    turn = _write_turns.get(engine)
-    if turn is None:
+    writes = _sqlite_writes.get(engine)
+    if writes is None:
         with _transaction(engine, wait) as connection:
             yield connection
         return
@@ -196,16 +237,42 @@ def write(engine: Engine, *, wait: bool = True) -> Iterator[Connection]:
         # It would wait for its own turn for ever (without turns: for the busy timeout, then fail).
         raise RuntimeError("a write transaction was opened inside another one of the same thread")
     if wait:
-        turn.acquire()
-    elif not turn.acquire_now():
+        writes.turn.acquire()
+    elif not writes.turn.acquire_now():
         raise WouldWait("database error: another thread of this process is writing")
     _turns_held.engines.add(engine)
     try:
-        with _transaction(engine, wait) as connection:
+        transaction = _transaction(engine, wait) if wait else _kept_transaction(engine, writes)
+        with transaction as connection:
             yield connection
     finally:
         _turns_held.engines.discard(engine)
-        turn.release()
+        writes.turn.release()
+
+
+@contextmanager
+def _kept_transaction(engine: Engine, writes: _SqliteWrites) -> Iterator[Connection]:
+    """A write that may not wait, on the connection kept for those (opened at the first); the caller holds
+    the turn. A connection SQLAlchemy invalidated (lost) is closed, and the next write opens another."""
+    if writes.open_kept is None:
+        with _transaction(engine, wait=False) as connection:
+            yield connection
+        return
+    try:
+        if writes.kept is None:
+            writes.kept = writes.open_kept()
+        connection = writes.kept
+        with connection.begin():
+            yield connection
+    except DATABASE_ERRORS as exc:
+        _drop_if_lost(writes)
+        raise translated(exc) from exc
+
+
+def _drop_if_lost(writes: _SqliteWrites) -> None:
+    if writes.kept is not None and writes.kept.invalidated:
+        writes.kept.close()
+        writes.kept = None
 
 
 @contextmanager

@@ -75,20 +75,40 @@ def test_a_write_that_may_not_wait_is_refused_at_once_while_another_connection_h
     with pytest.raises(WouldWait), write(engine, wait=False) as connection:
         connection.execute(text("DELETE FROM tasks"))
     other_connection.execute("ROLLBACK")
-    with engine.connect() as connection:  # the one pooled connection: its busy timeout is back
+    with write(engine, wait=False) as connection:  # the same connection: its busy timeout is back
         assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == BUSY_TIMEOUT_MS
 
 
-def test_a_write_that_may_not_wait_is_refused_at_once_while_every_connection_is_in_use(
-    sqlite_file: Path,
+def test_the_writes_that_may_not_wait_keep_one_connection_of_their_own(sqlite_file: Path) -> None:
+    """On a SQLite file they go ahead while every pooled connection is in use, all on one connection that
+    stays open between them, and is closed with the engine."""
+    engine = _engine(sqlite_file)  # one pooled connection
+    drivers = []
+    with engine.connect():  # checked out: the pool has none left
+        for _ in range(3):
+            with write(engine, wait=False) as connection:
+                connection.execute(text("DELETE FROM tasks"))
+                drivers.append(connection.connection.driver_connection)
+    assert len({id(driver) for driver in drivers}) == 1
+    engine.dispose()
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        drivers[0].execute("SELECT 1")  # type: ignore[union-attr]
+
+
+def test_a_write_that_may_not_wait_is_refused_while_every_pooled_connection_is_in_use(
+    postgres_engine: Engine,
 ) -> None:
-    engine = _engine(sqlite_file)  # one connection
-    with engine.connect() as busy, pytest.raises(WouldWait, match="every pooled connection is in use"):
-        busy.exec_driver_sql("SELECT 1")
-        with write(engine, wait=False):
-            pass
-    with write(engine, wait=False) as connection:  # free again
-        connection.execute(text("DELETE FROM tasks"))
+    """Where no connection is kept (PostgreSQL), it takes a pooled one, and refuses when none is free."""
+    engine = build_engine(postgres_engine.url.render_as_string(hide_password=False), pool_size=1)
+    try:
+        with engine.connect() as busy, pytest.raises(WouldWait, match="every pooled connection is in use"):
+            busy.exec_driver_sql("SELECT 1")
+            with write(engine, wait=False):
+                pass
+        with write(engine, wait=False) as connection:  # free again
+            connection.exec_driver_sql("SELECT 1")
+    finally:
+        engine.dispose()
 
 
 def test_a_pop_that_may_not_wait_leaves_the_task_queued_when_the_lock_is_taken(
