@@ -23,7 +23,10 @@ from pathlib import Path
 log = logging.getLogger("katsched.store")
 
 BACKSTOP_PAGES = 10_000  # 40 MB of log with 4 KiB pages
-INTERVAL = 0.2
+# Small passes, often: what a pass copies is written while the API's writers write (a pass at 0.2 s left
+# the p99 of 16 clients' pops at 21-23 ms, at 1 s 30 ms, at 0.05 s 11-13 ms, against 10-11 ms for SQLite's
+# own checkpoints). An idle daemon only looks at the log file's size and time, 20 times a second.
+INTERVAL = 0.05
 CATCH_UP_PASSES = 8
 
 
