@@ -93,7 +93,9 @@ def _arguments(form: _Form, parameters: Mapping[str, Any]) -> tuple[str, Any]:
         state = form.compiled.construct_expanded_state(parameters)
         values, sql, expanded = dict(state.parameters), state.statement, state.processors
         positions = tuple(state.positiontup) if state.positiontup is not None else None
-    values.update(form.defaults)
+    for name, value in form.defaults.items():
+        if name not in parameters:
+            values[name] = value
     for name, process in (*form.bind.items(), *expanded.items()):
         if name in values:
             values[name] = process(values[name])
@@ -120,9 +122,10 @@ def _compiled(statement: Statement, dialect: Dialect, names: list[str]) -> _Form
         process = parameter.type.dialect_impl(dialect).bind_processor(dialect)
         if process is not None:
             bind[escaped.get(name, name)] = process
+    prefetched = [(column, column.default) for column in compiled.insert_prefetch]
+    prefetched += [(column, column.onupdate) for column in compiled.update_prefetch]
     defaults = {}
-    for column in (*compiled.insert_prefetch, *compiled.update_prefetch):
-        default = column.default if column in compiled.insert_prefetch else column.onupdate
+    for column, default in prefetched:
         if default is None or not default.is_scalar:  # a function of the execution: SQLAlchemy's to run
             raise TypeError(f"fetch() runs no default of column {column.key} that is not a constant")
         defaults[escaped.get(column.key, column.key)] = default.arg  # type: ignore[attr-defined]
