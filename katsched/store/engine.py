@@ -164,8 +164,14 @@ def _sqlite_engine(
 
 def _kept_opener(engine: Engine, configured: Callable[..., Engine]) -> Callable[[], Connection]:
     """Opens the connection kept for `engine`'s writes that may not wait: the one connection of an engine of
-    its own (with the same settings), disposed of with `engine`."""
-    single = configured(poolclass=StaticPool)
+    its own (with the same settings), made at the first such write (most processes never make one) and
+    disposed of with `engine`."""
+    singles: list[Engine] = []
+
+    def open_kept() -> Connection:
+        if not singles:
+            singles.append(configured(poolclass=StaticPool))
+        return singles[0].connect().execution_options(**{NO_WAIT: True})
 
     @event.listens_for(engine, "engine_disposed")
     def _dispose_kept(_engine: Engine) -> None:
@@ -173,9 +179,10 @@ def _kept_opener(engine: Engine, configured: Callable[..., Engine]) -> Callable[
         if writes is not None and writes.kept is not None:
             writes.kept.close()
             writes.kept = None
-        single.dispose()
+        for single in singles:
+            single.dispose()
 
-    return lambda: single.connect().execution_options(**{NO_WAIT: True})
+    return open_kept
 
 
 def _configure_sqlite(

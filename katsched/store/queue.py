@@ -160,9 +160,9 @@ def _refuse_queued_twin(connection: Connection, scheduler_id: str, identity: str
     """A task moved back to QUEUED may not join a queued twin (the unique index would refuse it less
     precisely)."""
     parameters = {"scheduler_id": scheduler_id, "hash": identity}
-    twin = fetch(connection, QUEUED_TWIN, parameters)
-    if twin:
-        raise twin_queued(twin[0]["id"])
+    twins = fetch(connection, QUEUED_TWIN, parameters)
+    if twins:
+        raise twin_queued(twins[0]["id"])
 
 
 class SqlTaskQueue:
